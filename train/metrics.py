@@ -92,9 +92,10 @@ def verification_report(pair_scores, pair_labels, pair_folds, genuine, impostor,
                          fars=(1e-2, 1e-3, 1e-4)) -> dict:
     """The full report: k-fold accuracy, AUC and EER on the pairs; TAR and thresholds at each FAR on all pairs."""
     out = {"pairs": int(len(pair_scores))}
-    out.update(kfold_accuracy(pair_scores, pair_labels, pair_folds))
-    far, tar, thr, auc, eer = roc(pair_scores, pair_labels)
-    out["auc"], out["eer"] = auc, eer
+    if len(pair_scores):
+        out.update(kfold_accuracy(pair_scores, pair_labels, pair_folds))
+        far, tar, thr, auc, eer = roc(pair_scores, pair_labels)
+        out["auc"], out["eer"] = auc, eer
     out["all_pairs"] = {"genuine": int(len(genuine)), "impostor": int(len(impostor))}
     out["at_far"] = {}
     for f in fars:

@@ -1,0 +1,75 @@
+# doorface: `make demo` runs the door on the bundled default; `make test` runs the tests.
+# Both install what they need into .venv/ first (`make install`).
+
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+DETECTOR := models/face_detection_short_range.tflite
+LFW     ?= ../shared/data/lfw/lfw-deepfunneled-train.tgz
+PAIRS   ?= ../shared/data/lfw/pairs-dev.txt
+CACHE   := .cache/lfw-deepfunneled-train-aligned.npz
+RUN     ?= runs/default
+MODEL   ?= models/doorface-int8.tflite
+
+.PHONY: install models samples demo test test-all train train-quick eval convert bench bench-model \
+        install-service uninstall-service clean
+
+install: $(STAMP) $(DETECTOR)
+
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip 'setuptools<81' wheel
+	$(VPY) -m pip install --quiet 'numpy==1.26.4' -e '.[edge,train,dev]'
+	touch $(STAMP)
+
+models: $(DETECTOR)
+
+$(DETECTOR): | $(STAMP)
+	$(VPY) -m edge.assets models models
+
+samples: install
+	$(VPY) -m edge.assets samples
+
+demo: install
+	$(VPY) -m edge.demo
+
+test: install
+	$(VPY) -m pytest -q
+
+# Everything, including the slower training/conversion tests.
+test-all: install
+	DOORFACE_SLOW=1 $(VPY) -m pytest -q
+
+$(CACHE): | install
+	$(VPY) -m train.preprocess $(LFW) --out $(CACHE)
+
+# Full run (~100 min on 2 CPU cores): held-out folds 1-2, distillation from dlib.
+train: install
+	$(VPY) -m train --config train/configs/default.toml --out $(RUN) $(if $(RESUME),--resume)
+
+# Minutes, for smoke tests.
+train-quick: install
+	$(VPY) -m train --config train/configs/quick.toml --out runs/quick
+
+convert: install
+	$(VPY) -m convert $(RUN)/model.keras --out models --quant int8 --eval-cache $(CACHE) --pairs $(PAIRS) --folds 1,2
+
+eval: install
+	$(VPY) -m train.evaluate --model $(RUN)/model.keras --model models/doorface-float32.tflite \
+	    --model models/doorface-int8.tflite --teacher --cache $(CACHE) --pairs $(PAIRS) --folds 1,2 --out $(RUN)/eval
+
+bench: install
+	$(VPY) -m bench --out bench-out
+
+bench-model: install
+	$(VPY) -m bench.model --out bench-out
+
+install-service:
+	sudo ./systemd/install.sh
+
+uninstall-service:
+	sudo ./systemd/install.sh --uninstall
+
+clean:
+	rm -rf .pytest_cache build *.egg-info demo-out bench-out

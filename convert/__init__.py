@@ -1,0 +1,1 @@
+"""doorface converter: a trained Keras embedder -> TFLite files the device loads, with proven parity and sidecars."""

@@ -1,0 +1,237 @@
+"""Convert a trained embedder to TFLite, prove int8 matches float, and write the sidecars.
+
+    python -m convert runs/default/model.keras --out models --quant int8 \
+        --eval-cache .cache/lfw-deepfunneled-train-aligned.npz --pairs ../shared/data/lfw/pairs-dev.txt --folds 1,2
+
+Writes ``NAME-float32.tflite`` (always: the baseline) and ``NAME-QUANT.tflite``, each with its ``.json`` sidecar,
+and ``NAME-parity.json``. Calibration faces (``--calib``: an alignment cache ``.npz`` or a folder of face photos,
+default the evaluation cache) are drawn one per identity across identities not held out, with lighting
+variants. Parity is measured on held-out identities only. The conversion fails (exit 1, the failing model
+removed) when int8 loses more than ``--max-acc-drop`` points of accuracy or its mean cosine to the Keras
+embeddings falls under ``--min-cos``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class ParityError(Exception):
+    pass
+
+
+def lighting_variants(crops: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A third of the faces darker (door at night), a sixth brighter, a sixth grayscale (IR-like)."""
+    rng = np.random.default_rng(seed)
+    out = crops.astype(np.float32).copy()
+    n = len(out)
+    kinds = rng.permutation(np.r_[np.zeros(n - n // 3 - n // 6 * 2, int), np.ones(n // 3, int),
+                                  np.full(n // 6, 2), np.full(n // 6, 3)])
+    for i, k in enumerate(kinds):
+        if k == 1:
+            out[i] = out[i] * rng.uniform(0.25, 0.6) + rng.normal(0, 3, out[i].shape)
+        elif k == 2:
+            out[i] = out[i] * rng.uniform(1.1, 1.4) + 10
+        elif k == 3:
+            out[i] = out[i].mean(axis=2, keepdims=True)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` aligned faces at ``size``: one per identity (not in ``exclude_people``), with lighting variants."""
+    from edge.align import resize_crop
+
+    rng = np.random.default_rng(seed)
+    calib = Path(calib)
+    if calib.is_file():
+        with np.load(calib) as z:
+            persons, crops = z["persons"], z["crops"]
+        first = {}
+        for i in rng.permutation(len(persons)):
+            if persons[i] not in exclude_people and persons[i] not in first:
+                first[persons[i]] = i
+        idx = sorted(first.values())[:count] if len(first) <= count else \
+            sorted(rng.choice(sorted(first.values()), count, replace=False))
+        faces = crops[idx]
+    else:
+        from edge.detector import BlazeFaceDetector
+        from edge.align import align_face
+        from edge.enroll import expand_paths, read_rgb
+        from edge.faces import largest
+
+        det = BlazeFaceDetector(os.environ.get("DOORFACE_DETECTOR", "models/face_detection_short_range.tflite"))
+        faces = []
+        for f in expand_paths([calib])[:count]:
+            rgb = read_rgb(f)
+            face = largest(det.detect(rgb))
+            if face is not None:
+                faces.append(align_face(rgb, face.landmarks))
+        faces = np.stack(faces) if faces else np.zeros((0, 112, 112, 3), np.uint8)
+    if not len(faces):
+        raise ParityError(f"no calibration faces from {calib}")
+    return np.stack([resize_crop(c, size) for c in lighting_variants(faces, seed)])
+
+
+def run_sidecar_meta(model_path: Path) -> dict:
+    """The training config and data summary saved next to a trained model (if any)."""
+    run = model_path.parent
+    meta = {}
+    if (run / "config.toml").exists():
+        meta["training_config"] = (run / "config.toml").read_text()
+    if (run / "data.json").exists():
+        meta["training_data"] = json.loads((run / "data.json").read_text())
+    return meta
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m convert", description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="trained Keras model (.keras)")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--quant", default="int8", choices=["int8", "float16", "dynamic", "float32"])
+    ap.add_argument("--name", default="doorface")
+    ap.add_argument("--eval-cache", required=True, help="alignment cache (.npz) with the evaluation faces")
+    ap.add_argument("--calib", help="calibration faces: alignment cache .npz or folder (default: --eval-cache)")
+    ap.add_argument("--calib-count", type=int, default=300, help="100-500 faces")
+    ap.add_argument("--pairs", help="LFW pairs file for verification accuracy")
+    ap.add_argument("--folds", default="1,2", help="held-out folds of --pairs (1-based)")
+    ap.add_argument("--parity-faces", type=int, default=300)
+    ap.add_argument("--max-acc-drop", type=float, default=0.5, help="points of accuracy int8 may lose")
+    ap.add_argument("--min-cos", type=float, default=0.98, help="minimum mean cosine int8 vs Keras")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except (ParityError, ValueError, OSError) as exc:
+        print(f"convert: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(args) -> int:
+    import tensorflow as tf
+
+    from convert.tflite import convert, io_details, op_summary
+    from edge.align import resize_crop
+    from edge.sidecar import write_sidecar
+    from train.data import read_pairs
+    from train.evaluate import public, report, tflite_embedder
+    from train.preprocess import load_cache
+
+    model_path = Path(args.model)
+    model = tf.keras.models.load_model(model_path, compile=False)
+    size = int(model.input_shape[1])
+    cache = load_cache(args.eval_cache)
+    persons = cache["persons"]
+    if args.pairs:
+        folds0 = {int(f) - 1 for f in args.folds.split(",")}
+        pairs = [p for p in read_pairs(args.pairs) if p.fold in folds0]
+        held = {k.split("/")[0] for p in pairs for k in (p.key_a, p.key_b)}
+    else:
+        pairs = []
+        multi = sorted({p for p in persons if (persons == p).sum() >= 2})
+        held = set(multi[-max(2, len(multi) // 5):])
+    eval_idx = np.flatnonzero(np.isin(persons, sorted(held)))
+    if len(eval_idx) < 2:
+        raise ParityError("fewer than two evaluation faces")
+    e_keys, e_persons, e_crops = cache["keys"][eval_idx], persons[eval_idx], cache["crops"][eval_idx]
+    e_input = np.stack([resize_crop(c, size) for c in e_crops])
+
+    print(f"calibration: {args.calib_count} faces from {args.calib or args.eval_cache}", file=sys.stderr)
+    calib = calibration_faces(args.calib or args.eval_cache, size, held, args.calib_count)
+    keras_emb = np.concatenate([model(e_input[i:i + 256].astype(np.float32), training=False).numpy()
+                                for i in range(0, len(e_input), 256)])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = ["float32"] + ([args.quant] if args.quant != "float32" else [])
+    rng = np.random.default_rng(0)
+    parity_idx = np.sort(rng.choice(len(e_input), min(args.parity_faces, len(e_input)), replace=False))
+    results, paths = {}, {}
+    for quant in variants:
+        path = out / f"{args.name}-{quant}.tflite"
+        data = convert(model, quant, calib if quant == "int8" else None)
+        path.write_bytes(data)
+        paths[quant] = path
+        emb = tflite_embedder(str(path), args.threads, verify=False)(e_crops)
+        cos = np.sum(emb[parity_idx] * keras_emb[parity_idx], axis=1) / np.maximum(
+            np.linalg.norm(emb[parity_idx], axis=1) * np.linalg.norm(keras_emb[parity_idx], axis=1), 1e-12)
+        rep = report(emb, e_keys, e_persons, pairs) if pairs else report(emb, e_keys, e_persons, [])
+        results[quant] = {"size_bytes": path.stat().st_size, "cosine_to_keras_mean": float(cos.mean()),
+                          "cosine_to_keras_min": float(cos.min()), "parity_faces": int(len(parity_idx)),
+                          "eval": public(rep), "ops": op_summary(path)}
+    keras_rep = public(report(keras_emb, e_keys, e_persons, pairs)) if pairs else None
+    # The gate.
+    failures = []
+    base, q = results["float32"], results[variants[-1]]
+    if variants[-1] != "float32":
+        if q["cosine_to_keras_mean"] < args.min_cos:
+            failures.append(f"{variants[-1]} mean cosine to Keras {q['cosine_to_keras_mean']:.4f} < {args.min_cos}")
+        if pairs:
+            drop = 100 * (base["eval"]["accuracy"] - q["eval"]["accuracy"])
+            if drop > args.max_acc_drop:
+                failures.append(f"{variants[-1]} loses {drop:.2f} points of accuracy (> {args.max_acc_drop})")
+    parity = {"model": str(model_path), "input_size": size, "evaluation_images": int(len(eval_idx)),
+              "evaluation_identities": int(len(held)), "pairs_folds": args.folds if pairs else None,
+              "calibration_faces": int(len(calib)), "keras": keras_rep, "variants": results,
+              "gate": {"max_acc_drop": args.max_acc_drop, "min_cos": args.min_cos, "passed": not failures,
+                       "failures": failures}}
+    (out / f"{args.name}-parity.json").write_text(json.dumps(parity, indent=1))
+    print_table(parity)
+    if failures:
+        for quant in variants[1:]:
+            paths[quant].unlink(missing_ok=True)
+        raise ParityError("parity gate failed: " + "; ".join(failures) + f" (see {out / f'{args.name}-parity.json'})")
+    extra = run_sidecar_meta(model_path)
+    for quant, path in paths.items():
+        rep = results[quant]["eval"]
+        io = io_details(path)
+        meta = {
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "quantization": quant,
+            "input": {**io["input"], "color_order": "RGB", "value_range": [0, 255],
+                      "normalisation": "inside the model: x / 127.5 - 1 (feed raw aligned pixels)",
+                      "alignment": "edge.align: 4-point similarity to the ArcFace 112x112 template, then resize",
+                      "crop_size": 112},
+            "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]), "l2_normalised": True},
+            "embedding_dim": int(io["output"]["shape"][-1]),
+            "metric": "cosine",
+            "thresholds": {f"far_{k}": v["threshold"] for k, v in rep["at_far"].items()},
+            "evaluation": {"accuracy": rep.get("accuracy"), "auc": rep.get("auc"), "eer": rep.get("eer"),
+                           "at_far": rep["at_far"], "pairs_folds": args.folds if pairs else None,
+                           "images": int(len(eval_idx)), "identities": int(len(held)),
+                           "note": "identities never seen in training"},
+            "parity": {"cosine_to_keras_mean": results[quant]["cosine_to_keras_mean"],
+                       "cosine_to_keras_min": results[quant]["cosine_to_keras_min"]},
+            **extra,
+        }
+        # Thresholds keyed like the config's far_target ("1e-3").
+        meta["thresholds"] = {f"far_{_short(k)}": v for k, v in
+                              ((k[4:], v) for k, v in meta["thresholds"].items())}
+        write_sidecar(path, meta)
+    print(f"wrote {', '.join(str(p) for p in paths.values())} (+ sidecars, {args.name}-parity.json)")
+    return 0
+
+
+def _short(far: str) -> str:
+    return {"0.01": "1e-2", "0.001": "1e-3", "0.0001": "1e-4"}.get(far, far)
+
+
+def print_table(parity: dict) -> None:
+    rows = [("variant", "size KB", "cos mean", "cos min", "acc %", "TAR@1e-3 %", "TAR@1e-4 %")]
+    if parity["keras"]:
+        k = parity["keras"]
+        rows.append(("keras", "-", "1", "1", f"{100 * k['accuracy']:.2f}", f"{100 * k['at_far']['0.001']['tar']:.2f}",
+                     f"{100 * k['at_far']['0.0001']['tar']:.2f}"))
+    for name, v in parity["variants"].items():
+        e = v["eval"]
+        rows.append((name, f"{v['size_bytes'] / 1024:.0f}", f"{v['cosine_to_keras_mean']:.4f}",
+                     f"{v['cosine_to_keras_min']:.4f}", f"{100 * e['accuracy']:.2f}" if "accuracy" in e else "-",
+                     f"{100 * e['at_far']['0.001']['tar']:.2f}", f"{100 * e['at_far']['0.0001']['tar']:.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    print(f"gate: {'PASSED' if parity['gate']['passed'] else 'FAILED: ' + '; '.join(parity['gate']['failures'])}")

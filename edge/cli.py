@@ -1,0 +1,375 @@
+"""``doorface``: the command line of the door (run, enroll, users, events, identify, embed, check, config).
+
+Every command takes ``--config FILE`` and ``--state-dir DIR``. Errors are one line on stderr with a non-zero
+exit code (a traceback only with ``DEBUG=1``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from edge import __version__
+from edge.errors import ConfigError, DoorfaceError
+
+log = logging.getLogger("doorface")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML config (default: /etc/doorface/doorface.toml if present)")
+    common.add_argument("--state-dir", metavar="DIR", help="where the gallery and access log live (overrides state.dir)")
+    common.add_argument("--model", metavar="TFLITE", help="embedding model (overrides model.embedder)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging (rejected faces and why)")
+
+    ap = argparse.ArgumentParser(prog="doorface", description="Face-recognition door lock (edge runtime).")
+    ap.add_argument("--version", action="version", version=f"doorface {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the door daemon")
+    p.add_argument("--source", help="camera URI, video file or image folder (overrides camera.source)")
+    p.add_argument("--relay", help="relay backend (overrides relay.backend), e.g. mock")
+    p.add_argument("--events-out", metavar="FILE", help="also write one JSON line per decision to FILE")
+    p.add_argument("--timeline", action="store_true", help="with the mock relay: print the relay's timeline at exit")
+
+    p = sub.add_parser("enroll", parents=[common], help="enroll a person from images or the camera")
+    p.add_argument("name")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--images", nargs="+", metavar="PATH", help="image files or folders")
+    g.add_argument("--camera", action="store_true", help="guided capture from the configured camera")
+    p.add_argument("--source", help="camera URI for --camera (overrides camera.source)")
+    p.add_argument("--count", type=int, default=5, help="templates to capture with --camera (default 5)")
+    p.add_argument("--force", action="store_true", help="enroll even if the face matches another person")
+
+    p = sub.add_parser("users", parents=[common], help="list, remove, rename people; re-embed after a model change")
+    usub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    usub.add_parser("list", parents=[common])
+    r = usub.add_parser("remove", parents=[common])
+    r.add_argument("name")
+    r = usub.add_parser("rename", parents=[common])
+    r.add_argument("old")
+    r.add_argument("new")
+    usub.add_parser("reembed", parents=[common])
+
+    p = sub.add_parser("events", parents=[common], help="show the access log")
+    p.add_argument("--since", help="ISO date/time, or a duration like 30m, 12h, 7d")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("identify", parents=[common], help="who is in these images (one JSON line per image)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", action="store_true", help="(default) JSON lines")
+
+    p = sub.add_parser("embed", parents=[common], help="embedding of the largest face per image, for evaluation")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, metavar="FILE.npz")
+
+    sub.add_parser("check", parents=[common], help="check model, detector, camera, relay, gallery and config")
+
+    p = sub.add_parser("config", parents=[common], help="validate or print the configuration")
+    p.add_argument("--validate", action="store_true", help="validate and report (default)")
+    p.add_argument("--print-default", action="store_true", help="print the packaged, commented default")
+    return ap
+
+
+def load_config(args, extra=None) -> dict:
+    from edge import config
+
+    overrides = {"state.dir": getattr(args, "state_dir", None), "model.embedder": getattr(args, "model", None)}
+    overrides.update(extra or {})
+    return config.load(args.config, overrides)
+
+
+def _setup_logging(cfg_level: str, verbose: bool):
+    level = logging.DEBUG if verbose else getattr(logging, cfg_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def _threshold(cfg, meta) -> float:
+    from edge.sidecar import threshold_for
+
+    return cfg["match"]["threshold"] if cfg["match"]["threshold"] > 0 else threshold_for(meta,
+                                                                                         cfg["match"]["far_target"])
+
+
+def _progress(desc):
+    def wrap(items):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return items
+        return tqdm(items, desc=desc, disable=not sys.stderr.isatty() and not os.environ.get("DOORFACE_PROGRESS"))
+    return wrap
+
+
+def cmd_run(args) -> int:
+    from edge.daemon import Daemon
+
+    cfg = load_config(args, {"camera.source": args.source, "relay.backend": args.relay})
+    _setup_logging(cfg["log"]["level"], args.verbose)
+    d = Daemon(cfg, cfg["state"]["dir"], events_out=args.events_out)
+    code = d.run()
+    if args.timeline and hasattr(d.relay, "timeline"):
+        print("relay timeline (s since start, state):")
+        for t, on in d.relay.timeline():
+            print(f"  {t:8.3f}  {'UNLOCKED (energised)' if on else 'locked'}")
+    return code
+
+
+def _analyzer_and_gallery(cfg, create=False):
+    from edge import gallery as gal
+    from edge.daemon import build_analyzer
+
+    analyzer = build_analyzer(cfg)
+    analyzer.embedder.load()
+    g = gal.Gallery(Path(cfg["state"]["dir"]) / gal.FILENAME).open(create=create)
+    return analyzer, g
+
+
+def cmd_enroll(args) -> int:
+    from edge import enroll
+
+    cfg = load_config(args, {"camera.source": getattr(args, "source", None)})
+    _setup_logging(cfg["log"]["level"], args.verbose)
+    analyzer, g = _analyzer_and_gallery(cfg, create=True)
+    with g:
+        thr = _threshold(cfg, analyzer.embedder.meta)
+        if args.images:
+            n = enroll.enroll_images(args.name, args.images, analyzer, g, thr, args.force, _progress("enroll"))
+        else:
+            from edge.camera import open_source
+
+            cam = cfg["camera"]
+            src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
+            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force)
+    print(f"enrolled {args.name}: {n} template(s)")
+    return 0
+
+
+def cmd_users(args) -> int:
+    from edge import gallery as gal
+
+    cfg = load_config(args)
+    path = Path(cfg["state"]["dir"]) / gal.FILENAME
+    if args.action == "reembed":
+        analyzer, g = _analyzer_and_gallery(cfg)
+        with g:
+            n = g.reembed(analyzer.embedder.embed_crop, analyzer.embedder.sha256, _progress("reembed"))
+        print(f"re-embedded {n} template(s) with model {analyzer.embedder.sha256[:12]}")
+        return 0
+    with gal.Gallery(path) as g:
+        if args.action == "list":
+            people = g.people()
+            for p in people:
+                created = dt.datetime.fromtimestamp(p.created).strftime("%Y-%m-%d %H:%M")
+                print(f"{p.name}\t{p.templates} template(s)\tenrolled {created}")
+            if not people:
+                print("nobody enrolled")
+        elif args.action == "remove":
+            g.remove(args.name)
+            print(f"removed {args.name}")
+        elif args.action == "rename":
+            g.rename(args.old, args.new)
+            print(f"renamed {args.old} -> {args.new}")
+    return 0
+
+
+def parse_since(text):
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ConfigError(f"--since: expected an ISO date/time or a duration like 12h, not {text!r}") from None
+
+
+def cmd_events(args) -> int:
+    from edge.accesslog import FILENAME, AccessLog
+
+    cfg = load_config(args)
+    path = Path(cfg["state"]["dir"]) / FILENAME
+    if not path.exists():
+        print("no access log yet")
+        return 0
+    log_ = AccessLog(path)
+    for e in log_.events(parse_since(args.since), args.limit):
+        if args.json:
+            print(json.dumps(e))
+        else:
+            when = dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when}  {e['decision']:<7} {e['identity'] or '-':<20} score={e['score']:.3f}  {e['reason'] or ''}")
+    log_.close()
+    return 0
+
+
+def cmd_identify(args) -> int:
+    from edge import gallery as gal
+    from edge.daemon import build_analyzer, load_index
+    from edge.enroll import read_rgb
+
+    cfg = load_config(args)
+    analyzer = build_analyzer(cfg)
+    meta = analyzer.embedder.load().meta
+    analyzer.index = load_index(Path(cfg["state"]["dir"]), meta["sha256"])
+    thr, margin = _threshold(cfg, meta), cfg["match"]["min_margin"]
+    del gal
+    code = 0
+    for path in args.images:
+        try:
+            rgb = read_rgb(path)
+        except DoorfaceError as exc:
+            print(json.dumps({"image": path, "error": str(exc)}))
+            code = 1
+            continue
+        faces = []
+        for f in analyzer.faces(rgb):
+            res = analyzer.describe(rgb, f, gate=False)
+            m = res.match
+            ok = m.identity is not None and m.score >= thr and m.margin >= margin
+            faces.append({"box": [round(v, 1) for v in f.box], "identity": m.identity if ok else None,
+                          "best": m.identity, "score": round(m.score, 4), "margin": round(m.margin, 4),
+                          "decision": "grant" if ok else "deny"})
+        print(json.dumps({"image": path, "faces": faces, "threshold": round(thr, 4)}))
+    return code
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+
+    from edge.daemon import build_analyzer
+    from edge.enroll import read_rgb
+
+    cfg = load_config(args)
+    analyzer = build_analyzer(cfg)
+    analyzer.embedder.load()
+    dim = analyzer.embedder.dim
+    embs, detected = [], []
+    for path in _progress("embed")(args.images):
+        try:
+            rgb = read_rgb(path)
+            faces = analyzer.faces(rgb)
+        except DoorfaceError:
+            faces = []
+        if faces:
+            embs.append(analyzer.describe(rgb, faces[0], gate=False).embedding)
+        else:
+            embs.append(np.zeros(dim, np.float32))
+        detected.append(bool(faces))
+    np.savez(args.out, paths=np.array(args.images), embeddings=np.stack(embs).astype(np.float32),
+             detected=np.array(detected))
+    print(f"{sum(detected)}/{len(detected)} faces embedded -> {args.out}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from edge import gallery as gal
+    from edge.camera import open_source
+    from edge.daemon import build_analyzer
+    from edge.relay import make_relay
+
+    results = []
+
+    def item(name, fn):
+        try:
+            results.append((name, True, fn() or "OK"))
+        except Exception as exc:  # report every failure as one line
+            results.append((name, False, str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__))
+
+    cfg = {}
+
+    def config_ok():
+        cfg.update(load_config(args))
+        return f"OK ({args.config or 'defaults + /etc/doorface/doorface.toml if present'})"
+    item("config", config_ok)
+    if not cfg:
+        print(f"config: FAIL {results[-1][2]}")
+        return 1
+    analyzer = build_analyzer(cfg)
+
+    def model_ok():
+        e = analyzer.embedder.load()
+        return f"OK {Path(e.model_path).name} ({e.meta.get('quantization', '?')}, {e.dim}-D, " \
+               f"{e.input_size}px, sha256 {e.sha256[:12]}, runtime {e.backend})"
+    item("model", model_ok)
+
+    def detector_ok():
+        analyzer.detector.load()
+        return f"OK {Path(analyzer.detector.model_path).name} (runtime {analyzer.detector.backend})"
+    item("detector", detector_ok)
+
+    def gallery_ok():
+        path = Path(cfg["state"]["dir"]) / gal.FILENAME
+        if not path.exists():
+            return f"OK (empty: no gallery at {path} yet)"
+        with gal.Gallery(path) as g:
+            sha = analyzer.embedder.sha256 if analyzer.embedder.meta else None
+            people = g.people()
+            if sha:
+                g.index(sha)
+            return f"OK {len(people)} people, {sum(p.templates for p in people)} templates"
+    item("gallery", gallery_ok)
+
+    def camera_ok():
+        cam = cfg["camera"]
+        src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
+        with src:
+            frame = src.read()
+        if frame is None:
+            raise DoorfaceError(f"{cam['source']} gave no frame")
+        return f"OK {cam['source']} {frame.image.shape[1]}x{frame.image.shape[0]}"
+    item("camera", camera_ok)
+
+    def relay_ok():
+        r = cfg["relay"]
+        relay = make_relay(r["backend"], r["pin"], r["active_high"])
+        try:
+            relay.lock()
+        finally:
+            relay.close()
+        return f"OK {r['backend']} pin {r['pin']} (locked)"
+    item("relay", relay_ok)
+    for name, ok, msg in results:
+        print(f"{name:<9} {msg if ok else 'FAIL ' + msg}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_config(args) -> int:
+    from edge import config
+
+    if args.print_default:
+        print(config.default_text(), end="")
+        return 0
+    load_config(args)
+    print(f"config OK: {args.config or 'packaged defaults' + (' + ' + str(config.SYSTEM_CONFIG) if config.SYSTEM_CONFIG.is_file() else '')}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "enroll": cmd_enroll, "users": cmd_users, "events": cmd_events,
+            "identify": cmd_identify, "embed": cmd_embed, "check": cmd_check, "config": cmd_config}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DoorfaceError as exc:
+        if os.environ.get("DEBUG") == "1":
+            raise
+        print(f"doorface: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback at the door, unless DEBUG=1
+        if os.environ.get("DEBUG") == "1":
+            raise
+        print(f"doorface: unexpected error: {exc.__class__.__name__}: {exc} (DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1

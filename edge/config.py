@@ -1,0 +1,137 @@
+"""Configuration: one TOML file, validated against the packaged, fully commented default (``edge/default.toml``).
+
+Layers: the packaged default, then ``/etc/doorface/doorface.toml`` (or ``--config FILE``), then overrides from
+the command line. Unknown sections or keys, wrong types and out-of-range values raise :class:`ConfigError`
+naming the key.
+"""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+from edge.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/doorface/doorface.toml")
+
+#: (section, key) -> (min, max) for numbers, or a tuple of allowed strings.
+RULES: Dict[tuple, Any] = {
+    ("model", "threads"): (1, 8),
+    ("model", "runtime"): ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
+    ("camera", "width"): (64, 4096), ("camera", "height"): (64, 4096), ("camera", "fps"): (1, 120),
+    ("camera", "reopen_initial_seconds"): (0.05, 60), ("camera", "reopen_max_seconds"): (0.1, 3600),
+    ("detection", "min_score"): (0.3, 0.99),
+    ("quality", "min_eye_distance"): (0, 1000), ("quality", "min_sharpness"): (0, 10000),
+    ("quality", "max_yaw"): (0, 2), ("quality", "max_roll"): (0, 90),
+    ("quality", "min_brightness"): (0, 255), ("quality", "max_brightness"): (0, 255),
+    ("match", "far_target"): ("1e-2", "1e-3", "1e-4"),
+    ("match", "threshold"): (-1, 1), ("match", "min_margin"): (0, 2),
+    ("decision", "frames_needed"): (1, 100), ("decision", "frames_window"): (1, 100),
+    ("decision", "window_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
+    ("decision", "lockout_attempts"): (1, 1000), ("decision", "lockout_window_seconds"): (1, 86400),
+    ("decision", "lockout_base_seconds"): (0, 86400), ("decision", "lockout_max_seconds"): (0, 86400),
+    ("relay", "backend"): ("gpiozero", "lgpio", "rpigpio", "native", "pigpio", "jetson", "mock"),
+    ("relay", "unlock_seconds"): (0.2, 30),
+    ("state", "snapshot_limit"): (0, 100000),
+    ("log", "level"): ("debug", "info", "warning", "error"),
+}
+
+
+def default_text() -> str:
+    return resources.files("edge").joinpath("default.toml").read_text()
+
+
+def defaults() -> dict:
+    return tomllib.loads(default_text())
+
+
+def _check_type(section: str, key: str, value, default):
+    name = f"{section}.{key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {name} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config: {name} must be a number, not {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
+                and not value.is_integer():
+            raise ConfigError(f"config: {name} must be a whole number, not {value!r}")
+        return type(default)(value)
+    if isinstance(default, str):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise ConfigError(f"config: {name} must be a string, not {value!r}")
+        return value
+    return value
+
+
+def merge(base: dict, layer: dict, origin: str) -> dict:
+    out = copy.deepcopy(base)
+    for section, values in layer.items():
+        if section not in out:
+            raise ConfigError(f"{origin}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in out[section]:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            out[section][key] = _check_type(section, key, value, base[section][key])
+    return out
+
+
+def validate(cfg: dict) -> dict:
+    for (section, key), rule in RULES.items():
+        value = cfg[section][key]
+        if isinstance(rule[0], str):
+            if value not in rule:
+                raise ConfigError(f"config: {section}.{key} must be one of {', '.join(rule)}, not {value!r}")
+        elif not rule[0] <= value <= rule[1]:
+            raise ConfigError(f"config: {section}.{key} = {value} is out of range [{rule[0]}, {rule[1]}]")
+    d = cfg["decision"]
+    if d["frames_needed"] > d["frames_window"]:
+        raise ConfigError("config: decision.frames_needed must not exceed decision.frames_window")
+    q = cfg["quality"]
+    if q["min_brightness"] >= q["max_brightness"]:
+        raise ConfigError("config: quality.min_brightness must be below quality.max_brightness")
+    if cfg["camera"]["reopen_initial_seconds"] > cfg["camera"]["reopen_max_seconds"]:
+        raise ConfigError("config: camera.reopen_initial_seconds must not exceed camera.reopen_max_seconds")
+    if not str(cfg["relay"]["pin"]).strip():
+        raise ConfigError("config: relay.pin must not be empty")
+    return cfg
+
+
+def load(path: Optional[str] = None, overrides: Optional[dict] = None) -> dict:
+    """The validated configuration. ``path`` None means ``/etc/doorface/doorface.toml`` if it exists.
+
+    ``overrides`` maps ``"section.key"`` to a value (from command-line flags).
+    """
+    cfg = defaults()
+    if path is None and SYSTEM_CONFIG.is_file():
+        path = str(SYSTEM_CONFIG)
+    if path is not None:
+        p = Path(path)
+        try:
+            layer = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config {p}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+        cfg = merge(cfg, layer, str(p))
+    layer: dict = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        layer.setdefault(section, {})[key] = value
+    cfg = merge(cfg, layer, "command line")
+    return validate(cfg)

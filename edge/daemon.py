@@ -1,0 +1,191 @@
+"""The door daemon: frames -> faces -> decision -> relay, failing closed.
+
+The relay is locked before anything else is loaded, after every pulse (on its own timer), on SIGTERM/SIGINT,
+on any exception and, by ``finally``, on every exit. A fail-secure strike wired to the normally-open contact is
+also locked when the process dies or the power fails (de-energised = locked). SIGHUP reloads the config's
+gallery (and the access log path) without dropping the camera.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from edge import accesslog as alog
+from edge import gallery as gal
+from edge.camera import FrameSource, LatestFrameGrabber, open_source
+from edge.decision import DecisionPolicy, Observation, PolicyConfig
+from edge.detector import BlazeFaceDetector
+from edge.embedder import Embedder
+from edge.errors import GalleryError
+from edge.matcher import TemplateIndex
+from edge.notify import Systemd
+from edge.pipeline import FaceAnalyzer
+from edge.quality import QualityConfig
+from edge.relay import Relay, make_relay
+from edge.sidecar import threshold_for
+
+log = logging.getLogger("doorface")
+
+
+class Terminate(Exception):
+    """Raised from the SIGTERM/SIGINT handler to leave the loop wherever it is."""
+
+
+def runtime_pref(cfg) -> Optional[list]:
+    r = cfg["model"]["runtime"]
+    return None if r == "auto" else [r]
+
+
+def build_analyzer(cfg) -> FaceAnalyzer:
+    m = cfg["model"]
+    det = BlazeFaceDetector(m["detector"], cfg["detection"]["min_score"], num_threads=m["threads"],
+                            runtime=runtime_pref(cfg))
+    emb = Embedder(m["embedder"], m["threads"], runtime_pref(cfg))
+    return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]))
+
+
+def policy_config(cfg, meta) -> PolicyConfig:
+    mt, d = cfg["match"], cfg["decision"]
+    threshold = mt["threshold"] if mt["threshold"] > 0 else threshold_for(meta, mt["far_target"])
+    return PolicyConfig(threshold=threshold, min_margin=mt["min_margin"], n=d["frames_needed"],
+                        m=d["frames_window"], window=d["window_seconds"], cooldown=d["cooldown_seconds"],
+                        lockout_attempts=d["lockout_attempts"], lockout_window=d["lockout_window_seconds"],
+                        lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
+
+
+def load_index(state_dir: Path, model_sha: str) -> TemplateIndex:
+    path = state_dir / gal.FILENAME
+    if not path.exists():
+        log.warning("no gallery at %s: nobody is enrolled, the door will not open", path)
+        return TemplateIndex([], [])
+    with gal.Gallery(path) as g:
+        return g.index(model_sha)
+
+
+class Daemon:
+    """Run with :meth:`run`; returns the exit code. ``relay``/``source``/``notifier`` may be injected (tests)."""
+
+    def __init__(self, cfg: dict, state_dir, source: Optional[FrameSource] = None, relay: Optional[Relay] = None,
+                 events_out: Optional[str] = None, notifier: Optional[Systemd] = None, install_signals=True):
+        self.cfg = cfg
+        self.state_dir = Path(state_dir)
+        self.source = source
+        self.relay = relay
+        self.events_out = events_out
+        self.notifier = notifier or Systemd()
+        self.install_signals = install_signals
+        self._reload = threading.Event()
+        self.decisions = []
+        self.frames = 0
+
+    # -- signals ---------------------------------------------------------------------------------------
+    def _on_term(self, signum, frame):
+        if self.relay is not None:
+            self.relay.lock()
+        raise Terminate(signal.Signals(signum).name)
+
+    def _on_hup(self, signum, frame):
+        self._reload.set()
+
+    def _handle_reload(self, analyzer: FaceAnalyzer):
+        self._reload.clear()
+        self.notifier.reloading()
+        try:
+            analyzer.index = load_index(self.state_dir, analyzer.embedder.sha256)
+            log.info("reloaded gallery: %d templates", len(analyzer.index))
+        except GalleryError as exc:
+            log.error("reload failed, keeping the previous gallery: %s", exc)
+        self.notifier.ready(f"{len(analyzer.index)} templates")
+
+    # -- main loop -------------------------------------------------------------------------------------
+    def run(self) -> int:
+        cfg = self.cfg
+        r = cfg["relay"]
+        if self.relay is None:
+            self.relay = make_relay(r["backend"], r["pin"], r["active_high"])
+        relay = self.relay
+        old_handlers = {}
+        grabber = None
+        access = None
+        source = None
+        try:
+            relay.lock()  # fail closed before anything else can go wrong
+            if self.install_signals and threading.current_thread() is threading.main_thread():
+                for sig, fn in ((signal.SIGTERM, self._on_term), (signal.SIGINT, self._on_term),
+                                (signal.SIGHUP, self._on_hup)):
+                    old_handlers[sig] = signal.signal(sig, fn)
+            analyzer = build_analyzer(cfg)
+            analyzer.detector.load()
+            meta = analyzer.embedder.load().meta
+            analyzer.index = load_index(self.state_dir, meta["sha256"])
+            policy = DecisionPolicy(policy_config(cfg, meta))
+            access = alog.AccessLog(self.state_dir / alog.FILENAME, self.events_out).open()
+            cam = cfg["camera"]
+            source = self.source or open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
+            if source.live:
+                grabber = LatestFrameGrabber(source, cam["reopen_initial_seconds"], cam["reopen_max_seconds"],
+                                             on_state=lambda s: s == "disconnected" and relay.lock()).start()
+            else:
+                source.open()
+            log.info("ready: %d templates, threshold %.3f (FAR %s), relay %s, camera %s", len(analyzer.index),
+                     policy.cfg.threshold, cfg["match"]["far_target"], r["backend"], source.name)
+            self.notifier.ready(f"{len(analyzer.index)} templates")
+            unlock_s = r["unlock_seconds"]
+            fps = cam["fps"]
+            snapshots = self.state_dir / "snapshots" if cfg["state"]["snapshots"] else None
+            while True:
+                if self._reload.is_set():
+                    self._handle_reload(analyzer)
+                frame = grabber.latest(timeout=1.0) if grabber else source.read()
+                if frame is None:
+                    if grabber:
+                        if not grabber.connected:
+                            relay.lock()
+                        continue
+                    break  # end of a file or folder
+                self.frames += 1
+                # Policy time: wall clock for cameras, frame time for files (deterministic, faster than real time).
+                t = frame.t if source.live else frame.index / fps
+                if policy.locked_out(t):
+                    self.notifier.watchdog_ping()
+                    continue
+                res = analyzer.analyze(frame.image, frame.detect_image)
+                self.notifier.watchdog_ping()  # capture and inference both worked
+                if res is None:
+                    continue
+                if res.rejected:
+                    continue
+                mt = res.match
+                d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin))
+                if not d.final:
+                    continue
+                if d.kind == "grant":
+                    relay.pulse(unlock_s)
+                event = access.record(d.kind, d.identity, d.score, d.reason, frame.index)
+                self.decisions.append(event)
+                log.info("%s identity=%s score=%.3f frame=%d (%s)", d.kind, d.identity or "-", d.score,
+                         frame.index, d.reason)
+                self.notifier.status(f"last: {d.kind} {d.identity or ''}".strip())
+                if d.kind != "grant" and snapshots is not None:
+                    alog.save_snapshot(snapshots, res.crop, cfg["state"]["snapshot_limit"])
+            return 0
+        except Terminate as exc:
+            log.info("stopping on %s", exc)
+            return 0
+        finally:
+            try:
+                relay.close()  # locks, then releases the pin
+            finally:
+                self.notifier.stopping()
+                if grabber:
+                    grabber.stop()
+                elif source is not None:
+                    source.close()
+                if access:
+                    access.close()
+                for sig, old in old_handlers.items():
+                    signal.signal(sig, old)

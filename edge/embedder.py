@@ -1,0 +1,90 @@
+"""Face embeddings with the TFLite model named in config, fed as its sidecar says."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from edge.align import model_input
+from edge.errors import ModelError
+from edge.runtime import load_interpreter
+from edge.sidecar import read_sidecar
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class Embedder:
+    """Raw aligned RGB crops in, L2-normalised float32 embeddings out. Loads the model on first use.
+
+    The sidecar is verified (sha256) before the interpreter is created.
+    """
+
+    def __init__(self, model_path: str, num_threads: int = 2, runtime: Optional[list] = None, verify: bool = True):
+        self.model_path = str(model_path)
+        self.verify = verify  # False only for the converter, which runs models before their sidecar exists
+        self.num_threads = int(num_threads)
+        self.runtime = runtime
+        self.meta = None
+        self.backend = None
+        self._interp = None
+
+    def load(self) -> "Embedder":
+        if self._interp is None:
+            if self.verify:
+                self.meta = read_sidecar(self.model_path)
+            else:
+                from edge.assets import sha256_file
+
+                self.meta = {"sha256": sha256_file(self.model_path)}
+            self.backend, self._interp = load_interpreter(self.model_path, self.num_threads, self.runtime)
+            self._in = self._interp.get_input_details()[0]
+            self._out = self._interp.get_output_details()[0]
+            shape = tuple(int(v) for v in self._in["shape"])
+            if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2]:
+                raise ModelError(f"{self.model_path}: unexpected input shape {shape}")
+            self.input_size = shape[1]
+            self.dim = int(self._out["shape"][-1])
+        return self
+
+    @property
+    def sha256(self) -> str:
+        return self.load().meta["sha256"]
+
+    def _quantise_input(self, crop: np.ndarray) -> np.ndarray:
+        dtype = self._in["dtype"]
+        if dtype == np.float32:
+            return crop.astype(np.float32)[None]
+        scale, zero = self._in["quantization"]
+        if scale == 0:
+            raise ModelError(f"{self.model_path}: quantised input without scale")
+        q = np.round(crop.astype(np.float32) / scale + zero)
+        info = np.iinfo(dtype)
+        return np.clip(q, info.min, info.max).astype(dtype)[None]
+
+    def _dequantise_output(self, y: np.ndarray) -> np.ndarray:
+        if self._out["dtype"] == np.float32:
+            return y.astype(np.float32)
+        scale, zero = self._out["quantization"]
+        return (y.astype(np.float32) - zero) * scale
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        """Embedding of one aligned RGB uint8 crop already at the model's input size."""
+        self.load()
+        if crop.shape[:2] != (self.input_size, self.input_size):
+            raise ValueError(f"crop is {crop.shape[:2]}, model wants {self.input_size}x{self.input_size}")
+        self._interp.set_tensor(self._in["index"], self._quantise_input(crop))
+        self._interp.invoke()
+        return l2_normalise(self._dequantise_output(self._interp.get_tensor(self._out["index"])[0]))
+
+    def embed_crops(self, crops) -> np.ndarray:
+        self.load()
+        out = [self.embed_crop(c) for c in crops]
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The model-input crop of a face (align at 112, resize to the model's size)."""
+        self.load()
+        return model_input(rgb, landmarks, self.input_size)

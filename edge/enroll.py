@@ -1,0 +1,131 @@
+"""Enrollment: from image files/folders (all or nothing) or from the camera (guided, quality-gated, de-duplicated)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import cv2
+import numpy as np
+
+from edge.camera import IMAGE_EXTS, FrameSource
+from edge.errors import EnrollmentError
+from edge.gallery import Gallery
+from edge.pipeline import FaceAnalyzer
+
+NEAR_DUPLICATE = 0.97   # cosine above which a camera frame adds nothing new
+
+
+def expand_paths(paths) -> List[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+            if not files:
+                raise EnrollmentError(f"no images in folder {p}")
+            out.extend(files)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise EnrollmentError(f"no such file or folder: {p}")
+    return out
+
+
+def read_rgb(path) -> np.ndarray:
+    data = np.fromfile(str(path), np.uint8) if os.path.getsize(path) else np.zeros(0, np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise EnrollmentError(f"cannot read image {path} (not an image, or corrupt)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, model_sha: str,
+                           threshold: float) -> None:
+    index = gallery.index(model_sha)
+    for emb in embeddings:
+        m = index.match(emb)
+        # The best match among *other* people.
+        if m.identity == name:
+            other, score = m.second, m.second_score
+        else:
+            other, score = m.identity, m.score
+        if other is not None and score >= threshold:
+            raise EnrollmentError(f"this face already matches {other!r} (score {score:.3f} >= {threshold:.3f}); "
+                                  "use --force to enroll anyway")
+
+
+def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
+                  force: bool = False, progress: Optional[Callable] = None) -> int:
+    """Enroll ``name`` from image files or folders. Every image must hold exactly one usable face; any refusal
+    stores nothing. Returns the number of templates added."""
+    name = validate_name(name)
+    files = expand_paths(paths)
+    crops, embs = [], []
+    for f in (progress(files) if progress else files):
+        rgb = read_rgb(f)
+        faces = analyzer.faces(rgb)
+        if not faces:
+            raise EnrollmentError(f"no face found in {f}")
+        if len(faces) > 1:
+            raise EnrollmentError(f"{len(faces)} faces in {f}: use a photo of {name} alone")
+        res = analyzer.describe(rgb, faces[0])
+        if res.rejected:
+            raise EnrollmentError(f"face in {f} is not usable: {res.rejected}")
+        crops.append(res.crop)
+        embs.append(res.embedding)
+    embs = np.stack(embs)
+    sha = analyzer.embedder.sha256
+    if not force:
+        check_not_someone_else(name, embs, gallery, sha, threshold)
+    return gallery.add_templates(name, crops, embs, sha, [str(f) for f in files])
+
+
+GUIDANCE = ("look straight at the camera", "turn your head slightly left", "turn your head slightly right",
+            "tilt your chin slightly up", "look straight at the camera again")
+
+
+def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
+                  count: int = 5, force: bool = False, say: Callable[[str], None] = print,
+                  max_frames: int = 600) -> int:
+    """Guided enrollment from a camera: keeps frames with one face that passes the quality gates and is not a
+    near-duplicate of a kept one, until ``count`` templates. Nothing is stored unless all ``count`` are found."""
+    name = validate_name(name)
+    crops, embs = [], []
+    step = -1
+    seen = 0
+    with source:
+        while len(crops) < count and seen < max_frames:
+            want = min(len(crops) * len(GUIDANCE) // count, len(GUIDANCE) - 1)
+            if want != step:
+                step = want
+                say(f"[{len(crops)}/{count}] {GUIDANCE[step]}")
+            frame = source.read()
+            if frame is None:
+                break
+            seen += 1
+            faces = analyzer.faces(frame.image, frame.detect_image)
+            if len(faces) != 1:
+                continue
+            res = analyzer.describe(frame.image, faces[0])
+            if res.rejected:
+                continue
+            if embs and max(float(e @ res.embedding) for e in embs) > NEAR_DUPLICATE:
+                continue
+            crops.append(res.crop)
+            embs.append(res.embedding)
+    if len(crops) < count:
+        raise EnrollmentError(f"only {len(crops)} of {count} usable, distinct face images in {seen} frames; "
+                              "nothing stored (better light, one person in view, move slightly between shots)")
+    embs = np.stack(embs)
+    sha = analyzer.embedder.sha256
+    if not force:
+        check_not_someone_else(name, embs, gallery, sha, threshold)
+    say(f"[{count}/{count}] done")
+    return gallery.add_templates(name, crops, embs, sha, [f"camera:{source.name}"] * len(crops))
+
+
+def validate_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 64 or any(c in name for c in "\n\r\t/\\"):
+        raise EnrollmentError(f"invalid name {name!r}: 1-64 characters, no slashes or control characters")
+    return name

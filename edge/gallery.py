@@ -1,0 +1,204 @@
+"""The enrolled gallery: one SQLite file in the state directory, mode 0600.
+
+Each template keeps the aligned crop (PNG, at the model's input size) and its embedding tagged with the model's
+sha256, so ``doorface users reembed`` rebuilds every embedding after a model change without anyone re-enrolling.
+Every change is one SQLite transaction (atomic: all or nothing). A file that is not a doorface gallery, or whose
+embeddings came from another model, raises :class:`GalleryError` (the daemon then refuses to start: door locked).
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+import cv2
+import numpy as np
+
+from edge.errors import GalleryError
+from edge.matcher import TemplateIndex
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS persons (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+    crop BLOB NOT NULL, embedding BLOB NOT NULL, dim INTEGER NOT NULL, model_sha256 TEXT NOT NULL,
+    source TEXT NOT NULL, created REAL NOT NULL);
+"""
+FILENAME = "gallery.sqlite"
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    templates: int
+    created: float
+
+
+class Gallery:
+    """Open with :meth:`open` (the constructor does no I/O)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._db: Optional[sqlite3.Connection] = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def open(self, create: bool = False) -> "Gallery":
+        if self._db is not None:
+            return self
+        exists = self.path.exists()
+        if not exists and not create:
+            raise GalleryError(f"no gallery at {self.path} (enroll someone with `doorface enroll`)")
+        if not exists:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        try:
+            db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
+            db.execute("PRAGMA foreign_keys = ON")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                with _tx(db):
+                    for stmt in filter(str.strip, SCHEMA.split(";")):
+                        db.execute(stmt)
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    db.execute("INSERT INTO meta VALUES ('kind', 'doorface-gallery')")
+            elif not {"meta", "persons", "templates"} <= tables:
+                raise GalleryError(f"{self.path} is not a doorface gallery")
+            kind = db.execute("SELECT value FROM meta WHERE key='kind'").fetchone()
+            version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if not kind or kind[0] != "doorface-gallery" or not version or int(version[0]) != SCHEMA_VERSION:
+                raise GalleryError(f"{self.path} is not a doorface gallery of schema version {SCHEMA_VERSION}")
+            db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"corrupt gallery {self.path}: {exc}") from None
+        os.chmod(self.path, 0o600)
+        self._db = db
+        return self
+
+    def close(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise GalleryError("gallery is not open")
+        return self._db
+
+    # -- people ----------------------------------------------------------------------------------------
+    def people(self) -> List[Person]:
+        rows = self.db.execute(
+            "SELECT p.name, COUNT(t.id), p.created FROM persons p LEFT JOIN templates t ON t.person_id = p.id "
+            "GROUP BY p.id ORDER BY p.name").fetchall()
+        return [Person(*r) for r in rows]
+
+    def has(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM persons WHERE name=?", (name,)).fetchone() is not None
+
+    def add_templates(self, name: str, crops, embeddings, model_sha256: str, sources) -> int:
+        """Add templates for ``name`` (creating the person) in one transaction. Returns the number added."""
+        crops, embeddings, sources = list(crops), np.asarray(embeddings, np.float32), list(sources)
+        if not len(crops) or len(crops) != len(embeddings) or len(crops) != len(sources):
+            raise GalleryError("nothing to add")
+        now = time.time()
+        with _tx(self.db):
+            self.db.execute("INSERT OR IGNORE INTO persons (name, created) VALUES (?, ?)", (name, now))
+            pid = self.db.execute("SELECT id FROM persons WHERE name=?", (name,)).fetchone()[0]
+            for crop, emb, src in zip(crops, embeddings, sources):
+                self.db.execute(
+                    "INSERT INTO templates (person_id, crop, embedding, dim, model_sha256, source, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pid, _png(crop), emb.astype("<f4").tobytes(), int(emb.shape[-1]), model_sha256, str(src), now))
+        return len(crops)
+
+    def remove(self, name: str) -> None:
+        with _tx(self.db):
+            cur = self.db.execute("DELETE FROM persons WHERE name=?", (name,))
+            if cur.rowcount == 0:
+                raise GalleryError(f"no person named {name!r}")
+
+    def rename(self, old: str, new: str) -> None:
+        if self.has(new):
+            raise GalleryError(f"a person named {new!r} exists already")
+        with _tx(self.db):
+            if self.db.execute("UPDATE persons SET name=? WHERE name=?", (new, old)).rowcount == 0:
+                raise GalleryError(f"no person named {old!r}")
+
+    # -- embeddings ------------------------------------------------------------------------------------
+    def crops(self):
+        """``[(template_id, name, crop RGB uint8)]`` for every template."""
+        rows = self.db.execute(
+            "SELECT t.id, p.name, t.crop FROM templates t JOIN persons p ON p.id = t.person_id ORDER BY t.id")
+        return [(tid, name, _unpng(blob)) for tid, name, blob in rows]
+
+    def reembed(self, embed_crop, model_sha256: str, progress=None) -> int:
+        """Recompute every embedding from its stored crop with ``embed_crop`` (all in one transaction)."""
+        items = self.crops()
+        new = []
+        for tid, _, crop in (progress(items) if progress else items):
+            new.append((tid, np.asarray(embed_crop(crop), np.float32)))
+        with _tx(self.db):
+            for tid, emb in new:
+                self.db.execute("UPDATE templates SET embedding=?, dim=?, model_sha256=? WHERE id=?",
+                                (emb.astype("<f4").tobytes(), int(emb.shape[-1]), model_sha256, tid))
+        return len(new)
+
+    def index(self, model_sha256: str) -> TemplateIndex:
+        """All templates as a :class:`TemplateIndex`; refuses embeddings made with another model."""
+        rows = self.db.execute(
+            "SELECT p.name, t.embedding, t.dim, t.model_sha256 FROM templates t "
+            "JOIN persons p ON p.id = t.person_id ORDER BY t.id").fetchall()
+        foreign = {r[3] for r in rows if r[3] != model_sha256}
+        if foreign:
+            raise GalleryError(
+                f"gallery {self.path} holds embeddings of another model ({sorted(foreign)[0][:12]}...); "
+                "run `doorface users reembed`")
+        dims = {r[2] for r in rows}
+        if len(dims) > 1:
+            raise GalleryError(f"gallery {self.path} mixes embedding sizes {sorted(dims)}")
+        try:
+            embs = np.stack([np.frombuffer(r[1], "<f4") for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        except ValueError as exc:
+            raise GalleryError(f"corrupt gallery {self.path}: {exc}") from None
+        if rows and embs.shape[1] != rows[0][2]:
+            raise GalleryError(f"corrupt gallery {self.path}: embedding size mismatch")
+        return TemplateIndex(embs, [r[0] for r in rows])
+
+
+@contextmanager
+def _tx(db: sqlite3.Connection):
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise GalleryError("cannot encode crop")
+    return buf.tobytes()
+
+
+def _unpng(blob: bytes) -> np.ndarray:
+    bgr = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise GalleryError("corrupt gallery: a stored crop cannot be decoded")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

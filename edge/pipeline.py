@@ -1,0 +1,62 @@
+"""Frame -> faces -> quality gates -> alignment -> embedding -> match. The per-frame work of the daemon."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from edge.detector import Detector
+from edge.embedder import Embedder
+from edge.faces import Face
+from edge.matcher import Match, TemplateIndex
+from edge.quality import QualityConfig, check
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceResult:
+    face: Face
+    crop: np.ndarray
+    rejected: Optional[str] = None        # quality reason, None when the face counts
+    embedding: Optional[np.ndarray] = None
+    match: Optional[Match] = None
+
+
+class FaceAnalyzer:
+    """Holds the detector, the embedder and the gallery index; :meth:`analyze` runs one frame."""
+
+    def __init__(self, detector: Detector, embedder: Embedder, quality: QualityConfig,
+                 index: Optional[TemplateIndex] = None):
+        self.detector, self.embedder, self.quality = detector, embedder, quality
+        self.index = index or TemplateIndex(np.zeros((0, 0)), [])
+
+    def faces(self, rgb: np.ndarray, detect_image: Optional[np.ndarray] = None) -> List[Face]:
+        """Faces in frame coordinates, largest first; detection may run on a smaller copy of the frame."""
+        if detect_image is None:
+            faces = self.detector.detect(rgb)
+        else:
+            s = rgb.shape[1] / detect_image.shape[1]
+            faces = [Face(tuple(v * s for v in f.box), f.landmarks * s, f.score)
+                     for f in self.detector.detect(detect_image)]
+        return sorted(faces, key=lambda f: -f.area)
+
+    def describe(self, rgb: np.ndarray, face: Face, gate: bool = True) -> FaceResult:
+        crop = self.embedder.crop(rgb, face.landmarks)
+        reason = check(face, crop, self.quality) if gate else None
+        if reason:
+            return FaceResult(face, crop, reason)
+        emb = self.embedder.embed_crop(crop)
+        return FaceResult(face, crop, None, emb, self.index.match(emb))
+
+    def analyze(self, rgb: np.ndarray, detect_image: Optional[np.ndarray] = None) -> Optional[FaceResult]:
+        """The largest face of the frame, gated, embedded and matched; None when there is no face."""
+        faces = self.faces(rgb, detect_image)
+        if not faces:
+            return None
+        result = self.describe(rgb, faces[0])
+        if result.rejected:
+            log.debug("face rejected: %s", result.rejected)
+        return result

@@ -1,0 +1,198 @@
+"""The door relay behind one small interface, failing closed.
+
+- :class:`GpioZeroRelay`: gpiozero ``DigitalOutputDevice`` (Raspberry Pi; ``GPIOZERO_PIN_FACTORY=lgpio`` on a Pi 5).
+  ``backend = "mock"`` uses gpiozero's own ``MockFactory``, whose pin records every state with its time.
+- :class:`JetsonRelay`: ``Jetson.GPIO`` (gpiozero does not support Jetson boards).
+
+"Locked" always means de-energised. Wire a fail-secure strike so that de-energised is locked (see systemd/README.md):
+then a crash, a power loss or a stopped service leaves the door locked. Relays start locked, ``close()`` locks
+and may be called twice, and both are context managers.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import List, Optional, Tuple
+
+from edge.errors import RelayError
+
+
+class Relay:
+    """Interface: ``lock()``, ``unlock()``, ``is_unlocked``, ``close()``; plus :meth:`pulse`."""
+
+    def __init__(self):
+        self._timer: Optional[threading.Timer] = None
+        self._lock = threading.Lock()
+
+    # Backends implement these two.
+    def _energise(self) -> None:
+        raise NotImplementedError
+
+    def _deenergise(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def is_unlocked(self) -> bool:
+        raise NotImplementedError
+
+    def lock(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._deenergise()
+
+    def unlock(self) -> None:
+        with self._lock:
+            self._energise()
+
+    def pulse(self, seconds: float) -> None:
+        """Unlock now and lock again after ``seconds`` on a timer thread (independent of the frame loop)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._energise()
+            self._timer = threading.Timer(seconds, self.lock)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def close(self) -> None:
+        try:
+            self.lock()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class GpioZeroRelay(Relay):
+    """A relay on a GPIO pin via gpiozero. ``backend``: None (gpiozero's default), ``"mock"``, or a pin factory
+    name such as ``"lgpio"``."""
+
+    def __init__(self, pin, active_high: bool = True, backend: Optional[str] = None):
+        super().__init__()
+        self.pin, self.active_high, self.backend = pin, active_high, backend
+        self._dev = None
+
+    def open(self) -> "GpioZeroRelay":
+        if self._dev is None:
+            try:
+                from gpiozero import DigitalOutputDevice
+
+                factory = None
+                if self.backend == "mock":
+                    from gpiozero.pins.mock import MockFactory
+
+                    factory = MockFactory()
+                elif self.backend:
+                    from gpiozero import Device  # noqa: F401
+
+                    factory = _named_factory(self.backend)
+                self._dev = DigitalOutputDevice(self.pin, active_high=self.active_high, initial_value=False,
+                                                pin_factory=factory)
+            except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
+                raise RelayError(f"cannot open relay on GPIO {self.pin}: {exc}") from None
+        return self
+
+    def _energise(self):
+        self.open()._dev.on()
+
+    def _deenergise(self):
+        if self._dev is not None:
+            self._dev.off()
+
+    @property
+    def is_unlocked(self) -> bool:
+        return bool(self._dev is not None and self._dev.value)
+
+    def _close(self):
+        if self._dev is not None:
+            self._dev.close()
+
+    def timeline(self) -> List[Tuple[float, bool]]:
+        """Mock backend only: ``[(seconds since first state, energised)]`` of the physical pin level."""
+        if self.backend != "mock" or self._dev is None:
+            return []
+        states = self._dev.pin.states
+        t0 = states[0].timestamp
+        level_on = self.active_high
+        return [(s.timestamp - t0, bool(s.state) == level_on) for s in states]
+
+
+def _named_factory(name: str):
+    import importlib
+
+    mods = {"lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"), "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory"),
+            "pigpio": ("gpiozero.pins.pigpio", "PiGPIOFactory"), "native": ("gpiozero.pins.native", "NativeFactory")}
+    if name not in mods:
+        raise RelayError(f"unknown gpiozero pin factory {name!r}")
+    mod, cls = mods[name]
+    return getattr(importlib.import_module(mod), cls)()
+
+
+class JetsonRelay(Relay):
+    """A relay on a Jetson header pin (BOARD numbering) via Jetson.GPIO."""
+
+    def __init__(self, pin: int, active_high: bool = True):
+        super().__init__()
+        self.pin, self.active_high = int(pin), active_high
+        self._gpio = None
+        self._on = False
+
+    def open(self) -> "JetsonRelay":
+        if self._gpio is None:
+            try:
+                import Jetson.GPIO as GPIO
+            except ImportError as exc:
+                raise RelayError(f"Jetson.GPIO is not installed: {exc}") from None
+            GPIO.setmode(GPIO.BOARD)
+            off = GPIO.LOW if self.active_high else GPIO.HIGH
+            GPIO.setup(self.pin, GPIO.OUT, initial=off)
+            self._gpio = GPIO
+        return self
+
+    def _level(self, on: bool):
+        g = self._gpio
+        return (g.HIGH if on else g.LOW) if self.active_high else (g.LOW if on else g.HIGH)
+
+    def _energise(self):
+        self.open()._gpio.output(self.pin, self._level(True))
+        self._on = True
+
+    def _deenergise(self):
+        if self._gpio is not None:
+            self._gpio.output(self.pin, self._level(False))
+        self._on = False
+
+    @property
+    def is_unlocked(self) -> bool:
+        return self._on
+
+    def _close(self):
+        if self._gpio is not None:
+            self._gpio.cleanup(self.pin)
+            self._gpio = None
+
+
+def make_relay(backend: str, pin, active_high: bool) -> Relay:
+    """``backend``: ``gpiozero`` (default pin factory), ``lgpio``/``rpigpio``/``native``, ``jetson`` or ``mock``."""
+    if backend == "jetson":
+        return JetsonRelay(int(pin), active_high)
+    if backend == "gpiozero":
+        return GpioZeroRelay(pin, active_high, None)
+    return GpioZeroRelay(pin, active_high, backend)
+
+
+def wait_locked(relay: Relay, timeout: float) -> bool:
+    """Poll until the relay is locked (for tests and shutdown). Returns whether it is."""
+    end = time.monotonic() + timeout
+    while relay.is_unlocked and time.monotonic() < end:
+        time.sleep(0.01)
+    return not relay.is_unlocked

@@ -1,0 +1,72 @@
+"""The model sidecar: a JSON file next to each ``.tflite`` describing how to feed it and what it returns.
+
+``model.tflite`` -> ``model.json``. Written by ``convert/``, read and verified by the device: a missing sidecar, a
+format it does not know, or a ``sha256`` different from the model file's is a :class:`ModelError` (the door stays
+locked; nothing runs on a model nobody vouched for).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from edge.assets import sha256_file
+from edge.errors import ModelError
+
+FORMAT = "doorface-embedder"
+FORMAT_VERSION = 1
+REQUIRED = ("format", "format_version", "sha256", "input", "output", "metric", "thresholds")
+
+
+def sidecar_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def write_sidecar(model_path, meta: dict) -> Path:
+    """Write ``meta`` (plus format, version and the model's sha256) next to the model, atomically."""
+    meta = dict(meta)
+    meta.setdefault("format", FORMAT)
+    meta.setdefault("format_version", FORMAT_VERSION)
+    meta["model_file"] = Path(model_path).name
+    meta["sha256"] = sha256_file(model_path)
+    path = sidecar_path(model_path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_sidecar(model_path, verify: bool = True) -> dict:
+    """Read and validate the sidecar of ``model_path``; with ``verify``, check the model's sha256 too."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"model not found: {model_path}")
+    path = sidecar_path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model sidecar missing: {path} (convert the model with `python -m convert`)")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model sidecar unreadable: {path}: {exc}") from exc
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise ModelError(f"model sidecar {path} lacks {', '.join(missing)}")
+    if meta["format"] != FORMAT or meta["format_version"] != FORMAT_VERSION:
+        raise ModelError(f"model sidecar {path}: unsupported format {meta['format']} v{meta['format_version']}")
+    if meta["metric"] != "cosine":
+        raise ModelError(f"model sidecar {path}: unsupported metric {meta['metric']!r}")
+    if verify:
+        digest = sha256_file(model_path)
+        if digest != meta["sha256"]:
+            raise ModelError(f"model {model_path} sha256 {digest[:12]}... does not match its sidecar "
+                             f"({meta['sha256'][:12]}...): refusing to use it")
+    return meta
+
+
+def threshold_for(meta: dict, far: str) -> float:
+    """The similarity threshold at a FAR target such as ``"1e-3"``."""
+    try:
+        return float(meta["thresholds"][f"far_{far}"])
+    except KeyError:
+        raise ModelError(f"model sidecar has no threshold at FAR {far} "
+                         f"(has {', '.join(meta['thresholds'])})") from None
