@@ -59,10 +59,12 @@ class FrameSource:
 
 
 class FolderSource(FrameSource):
-    """Every image of a folder in sorted order (an unreadable file is skipped with a warning)."""
+    """Every image of a folder in sorted order (an unreadable file is skipped with a warning).
+    Frame times are ``index / fps`` (files are replayed on their own timeline, faster than real time)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, fps: float = 10.0):
         self.folder = Path(folder)
+        self.fps = float(fps)
         self.name = str(folder)
         self._files: List[Path] = []
         self._i = 0
@@ -82,7 +84,7 @@ class FolderSource(FrameSource):
             if bgr is None:
                 log.warning("skipping unreadable image %s", p)
                 continue
-            return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.time(), self._i - 1)
+            return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (self._i - 1) / self.fps, self._i - 1)
         return None
 
 
@@ -107,6 +109,8 @@ class OpenCVSource(FrameSource):
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self._cap = cap
         self._i = 0
+        if not self.live:
+            self.fps = cap.get(cv2.CAP_PROP_FPS) or self.fps
         return self
 
     def read(self):
@@ -118,7 +122,8 @@ class OpenCVSource(FrameSource):
                 raise CameraError(f"camera {self.name} stopped delivering frames")
             return None
         self._i += 1
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.time(), self._i - 1)
+        t = time.time() if self.live else (self._i - 1) / self.fps  # a file runs on its own timeline
+        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t, self._i - 1)
 
     def close(self):
         if self._cap is not None:
@@ -182,8 +187,8 @@ class FakeSource(FrameSource):
     """Frames from a list (finite), or from a callable ``f(i) -> array | None | Exception`` (raising
     CameraError when it returns an exception), for tests. ``live`` makes it behave as a camera."""
 
-    def __init__(self, frames=None, fn: Optional[Callable] = None, live=False, name="fake"):
-        self.frames, self.fn, self.live, self.name = frames, fn, live, name
+    def __init__(self, frames=None, fn: Optional[Callable] = None, live=False, name="fake", fps: float = 10.0):
+        self.frames, self.fn, self.live, self.name, self.fps = frames, fn, live, name, fps
         self._i = 0
         self.opened = 0
 
@@ -199,7 +204,7 @@ class FakeSource(FrameSource):
             raise CameraError(str(item))
         if item is None:
             return None
-        return Frame(item, time.time(), i)
+        return Frame(item, time.time() if self.live else i / self.fps, i)
 
 
 def open_source(uri: str, width=640, height=480, fps=30) -> FrameSource:
@@ -217,7 +222,7 @@ def open_source(uri: str, width=640, height=480, fps=30) -> FrameSource:
     if uri.startswith(("rtsp://", "rtsps://", "http://", "https://")):
         return OpenCVSource(uri, cv2.CAP_FFMPEG, True, width, height, fps)
     if os.path.isdir(uri):
-        return FolderSource(uri)
+        return FolderSource(uri, fps)
     if os.path.isfile(uri):
         return OpenCVSource(uri, None, False)
     raise CameraError(f"camera source {uri!r} is neither a known camera URI nor an existing file or folder")

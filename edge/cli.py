@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--relay", help="relay backend (overrides relay.backend), e.g. mock")
     p.add_argument("--events-out", metavar="FILE", help="also write one JSON line per decision to FILE")
     p.add_argument("--timeline", action="store_true", help="with the mock relay: print the relay's timeline at exit")
+    p.add_argument("--realtime", action="store_true", help="play video files and folders at their frame rate")
 
     p = sub.add_parser("enroll", parents=[common], help="enroll a person from images or the camera")
     p.add_argument("name")
@@ -112,7 +113,7 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args, {"camera.source": args.source, "relay.backend": args.relay})
     _setup_logging(cfg["log"]["level"], args.verbose)
-    d = Daemon(cfg, cfg["state"]["dir"], events_out=args.events_out)
+    d = Daemon(cfg, cfg["state"]["dir"], events_out=args.events_out, realtime=args.realtime)
     code = d.run()
     if args.timeline and hasattr(d.relay, "timeline"):
         print("relay timeline (s since start, state):")

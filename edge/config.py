@@ -33,7 +33,7 @@ RULES: Dict[tuple, Any] = {
     ("match", "far_target"): ("1e-2", "1e-3", "1e-4"),
     ("match", "threshold"): (-1, 1), ("match", "min_margin"): (0, 2),
     ("decision", "frames_needed"): (1, 100), ("decision", "frames_window"): (1, 100),
-    ("decision", "window_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
+    ("decision", "window_seconds"): (0.1, 60), ("decision", "attempt_gap_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
     ("decision", "lockout_attempts"): (1, 1000), ("decision", "lockout_window_seconds"): (1, 86400),
     ("decision", "lockout_base_seconds"): (0, 86400), ("decision", "lockout_max_seconds"): (0, 86400),
     ("relay", "backend"): ("gpiozero", "lgpio", "rpigpio", "native", "pigpio", "jetson", "mock"),

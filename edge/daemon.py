@@ -52,7 +52,7 @@ def policy_config(cfg, meta) -> PolicyConfig:
     mt, d = cfg["match"], cfg["decision"]
     threshold = mt["threshold"] if mt["threshold"] > 0 else threshold_for(meta, mt["far_target"])
     return PolicyConfig(threshold=threshold, min_margin=mt["min_margin"], n=d["frames_needed"],
-                        m=d["frames_window"], window=d["window_seconds"], cooldown=d["cooldown_seconds"],
+                        m=d["frames_window"], window=d["window_seconds"], attempt_gap=d["attempt_gap_seconds"], cooldown=d["cooldown_seconds"],
                         lockout_attempts=d["lockout_attempts"], lockout_window=d["lockout_window_seconds"],
                         lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
 
@@ -70,7 +70,8 @@ class Daemon:
     """Run with :meth:`run`; returns the exit code. ``relay``/``source``/``notifier`` may be injected (tests)."""
 
     def __init__(self, cfg: dict, state_dir, source: Optional[FrameSource] = None, relay: Optional[Relay] = None,
-                 events_out: Optional[str] = None, notifier: Optional[Systemd] = None, install_signals=True):
+                 events_out: Optional[str] = None, notifier: Optional[Systemd] = None, install_signals=True,
+                 realtime: bool = False):
         self.cfg = cfg
         self.state_dir = Path(state_dir)
         self.source = source
@@ -78,6 +79,7 @@ class Daemon:
         self.events_out = events_out
         self.notifier = notifier or Systemd()
         self.install_signals = install_signals
+        self.realtime = realtime  # pace file sources to their frame times (the demo)
         self._reload = threading.Event()
         self.decisions = []
         self.frames = 0
@@ -135,7 +137,7 @@ class Daemon:
                      policy.cfg.threshold, cfg["match"]["far_target"], r["backend"], source.name)
             self.notifier.ready(f"{len(analyzer.index)} templates")
             unlock_s = r["unlock_seconds"]
-            fps = cam["fps"]
+            started = time.monotonic()
             snapshots = self.state_dir / "snapshots" if cfg["state"]["snapshots"] else None
             while True:
                 if self._reload.is_set():
@@ -148,8 +150,9 @@ class Daemon:
                         continue
                     break  # end of a file or folder
                 self.frames += 1
-                # Policy time: wall clock for cameras, frame time for files (deterministic, faster than real time).
-                t = frame.t if source.live else frame.index / fps
+                t = frame.t  # wall clock for cameras; a file's own timeline for files (deterministic)
+                if self.realtime and not source.live:
+                    time.sleep(max(0.0, t - (time.monotonic() - started)))
                 if policy.locked_out(t):
                     self.notifier.watchdog_ping()
                     continue

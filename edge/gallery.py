@@ -63,6 +63,8 @@ class Gallery:
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
             db.execute("PRAGMA foreign_keys = ON")
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables and not create:
+                raise GalleryError(f"{self.path} is empty, not a doorface gallery")
             if not tables:
                 with _tx(db):
                     for stmt in filter(str.strip, SCHEMA.split(";")):

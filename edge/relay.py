@@ -57,9 +57,13 @@ class Relay:
             self._timer.start()
 
     def close(self) -> None:
+        """Lock and release the pin; safe to call twice (a closed relay is not reopened)."""
+        if getattr(self, "_closed", False):
+            return
         try:
             self.lock()
         finally:
+            self._closed = True
             self._close()
 
     def _close(self) -> None:
@@ -97,6 +101,8 @@ class GpioZeroRelay(Relay):
                     factory = _named_factory(self.backend)
                 self._dev = DigitalOutputDevice(self.pin, active_high=self.active_high, initial_value=False,
                                                 pin_factory=factory)
+                self._pin = self._dev.pin  # kept for timeline() after close
+                self._span = [len(getattr(self._pin, "states", [])) - 1, None]  # states while we drive the pin
             except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
                 raise RelayError(f"cannot open relay on GPIO {self.pin}: {exc}") from None
         return self
@@ -105,8 +111,7 @@ class GpioZeroRelay(Relay):
         self.open()._dev.on()
 
     def _deenergise(self):
-        if self._dev is not None:
-            self._dev.off()
+        self.open()._dev.off()  # opening drives the pin to its locked level (initial_value=False)
 
     @property
     def is_unlocked(self) -> bool:
@@ -114,13 +119,15 @@ class GpioZeroRelay(Relay):
 
     def _close(self):
         if self._dev is not None:
+            self._span[1] = len(getattr(self._pin, "states", []))
             self._dev.close()
 
     def timeline(self) -> List[Tuple[float, bool]]:
         """Mock backend only: ``[(seconds since first state, energised)]`` of the physical pin level."""
-        if self.backend != "mock" or self._dev is None:
+        pin = getattr(self, "_pin", None)
+        if self.backend != "mock" or pin is None:
             return []
-        states = self._dev.pin.states
+        states = pin.states[self._span[0]:self._span[1]]
         t0 = states[0].timestamp
         level_on = self.active_high
         return [(s.timestamp - t0, bool(s.state) == level_on) for s in states]
@@ -167,8 +174,7 @@ class JetsonRelay(Relay):
         self._on = True
 
     def _deenergise(self):
-        if self._gpio is not None:
-            self._gpio.output(self.pin, self._level(False))
+        self.open()._gpio.output(self.pin, self._level(False))
         self._on = False
 
     @property

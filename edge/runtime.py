@@ -13,7 +13,7 @@ from edge.errors import ModelError, RuntimeNotFound
 BACKENDS = (
     ("ai_edge_litert", "ai_edge_litert.interpreter", "Interpreter"),
     ("tflite_runtime", "tflite_runtime.interpreter", "Interpreter"),
-    ("tensorflow", "tensorflow.lite", "Interpreter"),
+    ("tensorflow", "tensorflow", "lite.Interpreter"),
 )
 
 
@@ -32,8 +32,10 @@ def interpreter_class(preferred: Optional[Sequence[str]] = None):
     errors = []
     for name, module, attr in order:
         try:
-            mod = importlib.import_module(module)
-            return name, getattr(mod, attr)
+            obj = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            return name, obj
         except Exception as exc:  # ImportError, or a broken install raising something else
             errors.append(f"{name}: {exc.__class__.__name__}")
     raise RuntimeNotFound(

@@ -1,0 +1,78 @@
+"""Shared fixtures. Real data only: sample photos fetched from the face_recognition sdist on PyPI into the cache,
+the BlazeFace model fetched by `make models`, the shipped model in models/. Tests that need what is absent skip
+and say why."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DETECTOR = ROOT / "models" / "face_detection_short_range.tflite"
+SHIPPED = Path(os.environ.get("DOORFACE_TEST_MODEL", ROOT / "models" / "doorface-int8.tflite"))
+SHARED = ROOT.parent / "shared" / "data" / "lfw"
+
+
+@pytest.fixture(scope="session")
+def samples():
+    from edge.assets import fetch_samples
+
+    try:
+        return fetch_samples()
+    except Exception as exc:  # offline without a cache
+        pytest.skip(f"sample photos unavailable (face_recognition==1.3.0 sdist not fetchable): {exc}")
+
+
+@pytest.fixture(scope="session")
+def detector_path():
+    if not DETECTOR.is_file():
+        pytest.skip(f"{DETECTOR} missing: run `make models`")
+    return DETECTOR
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    if not SHIPPED.is_file():
+        pytest.skip(f"shipped model {SHIPPED} missing")
+    return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def lfw():
+    if not (SHARED / "lfw-deepfunneled-train.tgz").is_file():
+        pytest.skip(f"LFW subset not found at {SHARED} (../shared/data/lfw beside the repo)")
+    return SHARED
+
+
+def rgb(path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture
+def config_for(tmp_path, shipped_model, detector_path):
+    """A validated config using the shipped model, the mock relay and a fresh state dir."""
+    from edge import config
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+
+    def make(**over):
+        o = {"model.embedder": str(shipped_model), "model.detector": str(detector_path),
+             "state.dir": str(tmp_path / "state"), "relay.backend": "mock"}
+        o.update({k.replace("__", "."): v for k, v in over.items()})
+        return config.load(str(empty), o)   # never /etc/doorface on a test machine
+    return make
+
+
+@pytest.fixture
+def model_copy(tmp_path, shipped_model):
+    """The shipped model and its sidecar copied to tmp (safe to tamper with)."""
+    dst = tmp_path / "m"
+    dst.mkdir()
+    shutil.copy(shipped_model, dst / shipped_model.name)
+    shutil.copy(shipped_model.with_suffix(".json"), dst / shipped_model.with_suffix(".json").name)
+    return dst / shipped_model.name

@@ -1,0 +1,103 @@
+import cv2
+import numpy as np
+import pytest
+
+from conftest import rgb
+from edge import cli
+from edge.gallery import Gallery
+
+
+def run(args, config_for_args):
+    return cli.main([*args, *config_for_args])
+
+
+@pytest.fixture
+def args(tmp_path, shipped_model, detector_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
+                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
+    return ["--config", str(cfg)]
+
+
+def people(tmp_path):
+    with Gallery(tmp_path / "state" / "gallery.sqlite") as g:
+        return {p.name: p.templates for p in g.people()}
+
+
+def test_enroll_list_rename_remove(tmp_path, samples, args, capsys):
+    assert run(["enroll", "obama", "--images", str(samples / "obama.jpg"), str(samples / "obama2.jpg")], args) == 0
+    assert people(tmp_path) == {"obama": 2}
+    assert run(["users", "rename", "obama", "barack"], args) == 0
+    assert run(["users", "list"], args) == 0
+    assert "barack\t2 template(s)" in capsys.readouterr().out
+    assert run(["users", "remove", "barack"], args) == 0
+    assert people(tmp_path) == {}
+
+
+def test_refuses_a_face_that_is_someone_else(tmp_path, samples, args, capsys):
+    assert run(["enroll", "obama", "--images", str(samples / "obama.jpg")], args) == 0
+    capsys.readouterr()
+    assert run(["enroll", "impostor", "--images", str(samples / "obama3.jpg")], args) == 1
+    assert "already matches 'obama'" in capsys.readouterr().err
+    assert people(tmp_path) == {"obama": 1}
+    assert run(["enroll", "impostor", "--images", str(samples / "obama3.jpg"), "--force"], args) == 0
+
+
+def test_refuses_no_face_several_faces_and_unreadable(tmp_path, samples, args, capsys, detector_path):
+    blank = tmp_path / "blank.jpg"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 120, np.uint8))
+    two = tmp_path / "two.jpg"
+    from edge.demo import face_patch
+    from edge.detector import BlazeFaceDetector
+
+    det = BlazeFaceDetector(detector_path)
+    a, b = (cv2.resize(face_patch(rgb(samples / n), det), (400, 400)) for n in ("obama.jpg", "biden.jpg"))
+    cv2.imwrite(str(two), cv2.cvtColor(np.hstack([a, b]), cv2.COLOR_RGB2BGR))
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    good = str(samples / "obama.jpg")
+    for bad, needle in ((blank, "no face"), (two, "2 faces"), (junk, "cannot read"),
+                        (tmp_path / "missing.jpg", "no such file")):
+        assert run(["enroll", "x", "--images", good, str(bad)], args) == 1
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1
+    # Nothing stored by any refusal (the good image came first each time).
+    assert not (tmp_path / "state" / "gallery.sqlite").exists() or people(tmp_path) == {}
+
+
+def test_enroll_from_a_folder_and_reembed(tmp_path, samples, args, capsys):
+    folder = tmp_path / "obama"
+    folder.mkdir()
+    for n in ("obama.jpg", "obama2.jpg"):
+        (folder / n).write_bytes((samples / n).read_bytes())
+    assert run(["enroll", "obama", "--images", str(folder)], args) == 0
+    assert run(["users", "reembed"], args) == 0
+    assert "re-embedded 2 template(s)" in capsys.readouterr().out
+
+
+def test_camera_enrollment_keeps_distinct_good_frames(tmp_path, samples, shipped_model, detector_path):
+    from edge.camera import FakeSource
+    from edge.daemon import build_analyzer
+    from edge.enroll import enroll_camera
+    from edge import config
+
+    cfg = config.load(str(_empty(tmp_path)), {"model.embedder": str(shipped_model),
+                                               "model.detector": str(detector_path)})
+    analyzer = build_analyzer(cfg)
+    photos = [rgb(samples / n) for n in ("obama.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg")]
+    frames = [np.full((480, 640, 3), 90, np.uint8)] + photos  # no face, then a duplicate, then two new
+    said = []
+    with Gallery(tmp_path / "g.sqlite").open(create=True) as g:
+        n = enroll_camera("obama", FakeSource(frames), analyzer, g, 0.5, count=3, say=said.append)
+        assert n == 3 and said[0].startswith("[0/3]") and said[-1] == "[3/3] done"
+        from edge.errors import EnrollmentError
+
+        with pytest.raises(EnrollmentError, match="nothing stored"):
+            enroll_camera("other", FakeSource(frames[:3]), analyzer, g, 0.99, count=3, say=said.append)
+        assert [p.name for p in g.people()] == ["obama"]
+
+
+def _empty(tmp_path):
+    p = tmp_path / "empty.toml"
+    p.write_text("")
+    return p

@@ -1,0 +1,89 @@
+import os
+import sqlite3
+import stat
+
+import numpy as np
+import pytest
+
+from edge.errors import GalleryError
+from edge.gallery import Gallery
+
+
+def crops(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (96, 96, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def embs(n, dim=8, seed=0):
+    e = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_create_add_list_match_and_mode(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite").open(create=True)
+    e = embs(3)
+    g.add_templates("ann", crops(2), e[:2], "sha-a", ["a1", "a2"])
+    g.add_templates("bob", crops(1), e[2:], "sha-a", ["b1"])
+    assert [(p.name, p.templates) for p in g.people()] == [("ann", 2), ("bob", 1)]
+    m = g.index("sha-a").match(e[2])
+    assert m.identity == "bob" and m.score == pytest.approx(1.0, abs=1e-5) and m.second == "ann"
+    assert stat.S_IMODE(os.stat(tmp_path / "g.sqlite").st_mode) == 0o600
+    stored = g.crops()
+    assert np.array_equal(stored[0][2], crops(2)[0])  # PNG is lossless
+    g.close()
+
+
+def test_failed_add_stores_nothing(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite").open(create=True)
+    bad = crops(1) + [np.zeros((0, 0, 3), np.uint8)]   # second crop cannot be encoded
+    with pytest.raises(Exception):
+        g.add_templates("ann", bad, embs(2), "sha", ["x", "y"])
+    assert g.people() == []
+
+
+def test_remove_rename(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite").open(create=True)
+    g.add_templates("ann", crops(1), embs(1), "s", ["x"])
+    g.rename("ann", "anne")
+    with pytest.raises(GalleryError):
+        g.rename("nobody", "x")
+    g.add_templates("bob", crops(1), embs(1, seed=1), "s", ["y"])
+    with pytest.raises(GalleryError, match="exists"):
+        g.rename("anne", "bob")
+    g.remove("anne")
+    with pytest.raises(GalleryError):
+        g.remove("anne")
+    assert [p.name for p in g.people()] == ["bob"]
+    assert len(g.index("s")) == 1
+
+
+def test_foreign_model_is_refused_until_reembedded(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite").open(create=True)
+    g.add_templates("ann", crops(2), embs(2), "old-model", ["x", "y"])
+    with pytest.raises(GalleryError, match="reembed"):
+        g.index("new-model")
+    n = g.reembed(lambda c: np.ones(4, np.float32) / 2, "new-model")
+    assert n == 2 and len(g.index("new-model")) == 2
+
+
+@pytest.mark.parametrize("content", [b"this is not sqlite at all" * 100, b""])
+def test_corrupt_or_foreign_file(tmp_path, content):
+    p = tmp_path / "g.sqlite"
+    p.write_bytes(content)
+    with pytest.raises(GalleryError):
+        Gallery(p).open()
+
+
+def test_other_sqlite_database_is_not_a_gallery(tmp_path):
+    p = tmp_path / "g.sqlite"
+    db = sqlite3.connect(p)
+    db.execute("CREATE TABLE songs (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(GalleryError, match="not a doorface gallery"):
+        Gallery(p).open()
+
+
+def test_missing_gallery_without_create(tmp_path):
+    with pytest.raises(GalleryError, match="no gallery"):
+        Gallery(tmp_path / "none.sqlite").open()
