@@ -7,8 +7,8 @@ Writes ``NAME-float32.tflite`` (always: the baseline) and ``NAME-QUANT.tflite``,
 and ``NAME-parity.json``. Calibration faces (``--calib``: an alignment cache ``.npz`` or a folder of face photos,
 default the evaluation cache) are drawn one per identity across identities not held out, with lighting
 variants. Parity is measured on held-out identities only. The conversion fails (exit 1, the failing model
-removed) when int8 loses more than ``--max-acc-drop`` points of accuracy or its mean cosine to the Keras
-embeddings falls under ``--min-cos``.
+removed) when int8 loses more than ``--max-acc-drop`` points of accuracy or ``--max-tar-drop`` points of TAR at
+FAR 1e-3, or when its mean cosine to the Keras embeddings falls under ``--min-cos``.
 """
 from __future__ import annotations
 
@@ -103,6 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parity-faces", type=int, default=300)
     ap.add_argument("--max-acc-drop", type=float, default=0.5, help="points of accuracy int8 may lose")
     ap.add_argument("--min-cos", type=float, default=0.98, help="minimum mean cosine int8 vs Keras")
+    ap.add_argument("--max-tar-drop", type=float, default=2.0,
+                    help="points of TAR at FAR 1e-3 (all pairs of held-out identities) int8 may lose")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
@@ -170,6 +172,9 @@ def run(args) -> int:
     if variants[-1] != "float32":
         if q["cosine_to_keras_mean"] < args.min_cos:
             failures.append(f"{variants[-1]} mean cosine to Keras {q['cosine_to_keras_mean']:.4f} < {args.min_cos}")
+        tar_drop = 100 * (base["eval"]["at_far"]["0.001"]["tar"] - q["eval"]["at_far"]["0.001"]["tar"])
+        if tar_drop > args.max_tar_drop:
+            failures.append(f"{variants[-1]} loses {tar_drop:.2f} points of TAR at FAR 1e-3 (> {args.max_tar_drop})")
         if pairs:
             drop = 100 * (base["eval"]["accuracy"] - q["eval"]["accuracy"])
             if drop > args.max_acc_drop:
@@ -177,7 +182,7 @@ def run(args) -> int:
     parity = {"model": str(model_path), "input_size": size, "evaluation_images": int(len(eval_idx)),
               "evaluation_identities": int(len(held)), "pairs_folds": args.folds if pairs else None,
               "calibration_faces": int(len(calib)), "keras": keras_rep, "variants": results,
-              "gate": {"max_acc_drop": args.max_acc_drop, "min_cos": args.min_cos, "passed": not failures,
+              "gate": {"max_acc_drop": args.max_acc_drop, "min_cos": args.min_cos, "max_tar_drop": args.max_tar_drop, "passed": not failures,
                        "failures": failures}}
     (out / f"{args.name}-parity.json").write_text(json.dumps(parity, indent=1))
     print_table(parity)

@@ -1,0 +1,97 @@
+"""The converter end to end on a small untrained model: float32 + int8 with sidecars, and the parity gate."""
+import json
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    import train.model as tm
+
+    d = tmp_path_factory.mktemp("model")
+    old = tm.INPUT_SIZE
+    tm.INPUT_SIZE = 64
+    try:
+        m = tm.build_embedder(32, width=0.25, stages=((32, 2, 1, 2), (48, 2, 1, 2)), head_ch=64)
+    finally:
+        tm.INPUT_SIZE = old
+    # A few steps so BN statistics are not at their initial values.
+    x = np.random.default_rng(0).integers(0, 255, (32, 64, 64, 3)).astype(np.float32)
+    for _ in range(3):
+        m(x, training=True)
+    path = d / "model.keras"
+    m.save(path)
+    return path
+
+
+def face_cache(path, n_id=12, per=4, seed=0, constant=None):
+    """An alignment cache of textured 112x112 'faces' (identity = base pattern + noise)."""
+    rng = np.random.default_rng(seed)
+    crops, persons, keys = [], [], []
+    for i in range(n_id):
+        base = rng.integers(0, 255, (8, 8, 3)).astype(np.float32)
+        for j in range(per):
+            img = np.kron(base, np.ones((14, 14, 1))) + rng.normal(0, 12, (112, 112, 3))
+            if constant is not None:
+                img = np.full((112, 112, 3), constant, np.float32)
+            crops.append(np.clip(img, 0, 255).astype(np.uint8))
+            persons.append(f"P{i:02d}")
+            keys.append(f"P{i:02d}/P{i:02d}_{j + 1:04d}.jpg")
+    np.savez(path, crops=np.array(crops), persons=np.array(persons), keys=np.array(keys))
+    return path
+
+
+def test_converts_int8_with_parity_and_sidecars(small_model, tmp_path):
+    from convert.cli import main
+    from edge.embedder import Embedder
+    from edge.sidecar import read_sidecar
+
+    cache = face_cache(tmp_path / "cache.npz")
+    out = tmp_path / "out"
+    assert main([str(small_model), "--out", str(out), "--quant", "int8", "--eval-cache", str(cache),
+                 "--calib-count", "12", "--parity-faces", "20", "--min-cos", "0.95"]) == 0
+    for q in ("float32", "int8"):
+        meta = read_sidecar(out / f"doorface-{q}.tflite")
+        assert meta["quantization"] == q and meta["embedding_dim"] == 32 and meta["metric"] == "cosine"
+        assert set(meta["thresholds"]) == {"far_1e-2", "far_1e-3", "far_1e-4"}
+        assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["color_order"] == "RGB"
+    meta = read_sidecar(out / "doorface-int8.tflite")
+    assert meta["input"]["dtype"] == "uint8" and meta["output"]["dtype"] == "int8"
+    assert meta["output"]["quantization"]["scale"] > 0
+    parity = json.loads((out / "doorface-parity.json").read_text())
+    assert parity["gate"]["passed"] and parity["variants"]["int8"]["cosine_to_keras_mean"] >= 0.95
+    # Full integer: no float ops left between the quantize/dequantize ends.
+    ops = parity["variants"]["int8"]["ops"]
+    assert "CONV_2D" in ops and "DEPTHWISE_CONV_2D" in ops
+    # The edge loads it and agrees with Keras.
+    keras = tf.keras.models.load_model(small_model, compile=False)
+    crop = np.load(cache)["crops"][0][::-1][:64, :64].copy()
+    crop = np.ascontiguousarray(np.load(cache)["crops"][0][24:88, 24:88])
+    e_int8 = Embedder(out / "doorface-int8.tflite").embed_crop(crop)
+    e_keras = keras(crop[None].astype(np.float32)).numpy()[0]
+    assert float(e_int8 @ e_keras) > 0.9
+
+
+def test_parity_gate_fails_on_a_broken_calibration(small_model, tmp_path, capsys):
+    from convert.cli import main
+
+    cache = face_cache(tmp_path / "cache.npz")
+    broken = face_cache(tmp_path / "black.npz", constant=0)   # calibrated on black frames only
+    out = tmp_path / "out"
+    code = main([str(small_model), "--out", str(out), "--quant", "int8", "--eval-cache", str(cache),
+                 "--calib", str(broken), "--calib-count", "12", "--parity-faces", "20"])
+    assert code == 1
+    assert "parity gate failed" in capsys.readouterr().err
+    assert not (out / "doorface-int8.tflite").exists()      # the failing model is not left behind
+    parity = json.loads((out / "doorface-parity.json").read_text())
+    assert not parity["gate"]["passed"]
+
+
+def test_unknown_quantisation_is_refused(small_model):
+    from convert.tflite import convert
+
+    with pytest.raises(ValueError):
+        convert(tf.keras.models.load_model(small_model, compile=False), "int4")

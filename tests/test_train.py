@@ -1,0 +1,155 @@
+"""Training pieces: losses and mining on hand-made embeddings, the sampler, the metrics, a tiny run whose loss falls."""
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from train import losses  # noqa: E402
+from train.metrics import best_threshold, kfold_accuracy, roc, tar_at_far  # noqa: E402
+from train.sampler import PKSampler  # noqa: E402
+
+
+def unit(*vs):
+    a = np.array(vs, np.float32)
+    return tf.constant(a / np.linalg.norm(a, axis=1, keepdims=True))
+
+
+def test_batch_hard_picks_hardest_positive_and_negative():
+    # Anchor 0 (class A): positives 1 (close) and 2 (far); negatives 3 (close) and 4 (far).
+    e = unit([1, 0], [np.cos(0.1), np.sin(0.1)], [np.cos(1.0), np.sin(1.0)], [np.cos(1.2), -np.sin(1.2)], [-1, 0])
+    y = tf.constant([0, 0, 0, 1, 1])
+    d = 1 - e.numpy() @ e.numpy().T
+    hp, hn = d[0, 2], d[0, 3]       # hardest positive, hardest negative of anchor 0
+    got = losses.batch_hard_triplet(e[:5], y, margin=0.5).numpy()
+    # Recompute the whole mean by hand.
+    per = []
+    for a in range(5):
+        pos = [d[a, j] for j in range(5) if j != a and y[j] == y[a]]
+        neg = [d[a, j] for j in range(5) if y[j] != y[a]]
+        per.append(max(0.0, max(pos) - min(neg) + 0.5))
+    assert got == pytest.approx(np.mean(per), abs=1e-5)
+    assert per[0] == pytest.approx(max(0, hp - hn + 0.5), abs=1e-6)
+
+
+def test_separated_classes_have_zero_triplet_loss():
+    e = unit([1, 0.01], [1, -0.01], [-1, 0.01], [-1, -0.01])
+    y = tf.constant([0, 0, 1, 1])
+    for fn in (losses.batch_hard_triplet, losses.semi_hard_triplet):
+        assert fn(e, y, margin=0.2).numpy() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_semi_hard_prefers_the_semi_hard_negative():
+    # d(a,p) = 1 - cos(0.5); negatives at angles 0.3 (hard: closer than p), 0.7 (semi-hard), 2.0 (easy).
+    e = unit([1, 0], [np.cos(0.5), np.sin(0.5)], [np.cos(0.3), -np.sin(0.3)],
+             [np.cos(0.7), -np.sin(0.7)], [np.cos(2.0), -np.sin(2.0)])
+    y = tf.constant([0, 0, 1, 2, 3])
+    d = 1 - e.numpy() @ e.numpy().T
+    loss = losses.semi_hard_triplet(e, y, margin=0.5).numpy()
+    # Pairs (0,1) and (1,0); for (0,1) the semi-hard negative is 3.
+    l01 = max(0, d[0, 1] - d[0, 3] + 0.5)
+    negs1 = [d[1, j] for j in (2, 3, 4)]
+    semi1 = [x for x in negs1 if d[1, 0] < x < d[1, 0] + 0.5]
+    l10 = max(0, d[1, 0] - (min(semi1) if semi1 else min(negs1)) + 0.5)
+    assert loss == pytest.approx((l01 + l10) / 2, abs=1e-5)
+
+
+def test_contrastive_and_distillation():
+    e = unit([1, 0], [1, 0], [0, 1])
+    y = tf.constant([0, 0, 1])
+    # Matched pair at distance 0; mismatched pairs at distance 1 >= margin 0.5: zero loss.
+    assert losses.contrastive(e, y, margin=0.5).numpy() == pytest.approx(0.0, abs=1e-6)
+    assert losses.contrastive(e, tf.constant([0, 1, 1]), margin=0.5).numpy() > 0
+    t = tf.constant([[2.0, 0], [2.0, 0], [0, 3.0]])  # unnormalised teacher, same directions
+    assert losses.distillation(e, t).numpy() == pytest.approx(0.0, abs=1e-6)
+    assert losses.relational(e, t).numpy() == pytest.approx(0.0, abs=1e-6)
+    assert losses.distillation(e, -t).numpy() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_sampler_is_identity_balanced():
+    labels = np.r_[np.repeat(np.arange(10), 3), np.arange(10, 30)]   # 10 ids x3, 20 singletons
+    s = PKSampler(labels, p=4, k=2, singletons=3, seed=0)
+    seen = set()
+    for _ in range(5):
+        b = s.batch()
+        assert len(b) == s.batch_size == 11
+        ids = labels[b[:8]]
+        assert [len(set(ids[i:i + 2])) for i in range(0, 8, 2)] == [1, 1, 1, 1]
+        assert len(set(ids)) == 4
+        assert set(labels[b[8:]]) <= set(range(10, 30))
+        seen |= set(ids)
+    assert seen == set(range(10))       # an epoch walks every identity
+    with pytest.raises(ValueError):
+        PKSampler(labels, p=11, k=2)
+
+
+def test_metrics_on_synthetic_scores():
+    rng = np.random.default_rng(0)
+    gen, imp = rng.normal(0.8, 0.05, 1000), rng.normal(0.2, 0.05, 100000)
+    t, far = tar_at_far(gen, imp, 1e-3)[:2], None
+    tar, thr, achieved = tar_at_far(gen, imp, 1e-3)
+    assert achieved <= 1e-3 and (imp >= thr).sum() == int(1e-3 * len(imp))
+    assert tar == pytest.approx((gen >= thr).mean())
+    # Perfectly separable: accuracy 1, AUC 1, EER 0.
+    s = np.r_[gen, imp[:1000]]
+    y = np.r_[np.ones(1000, bool), np.zeros(1000, bool)]
+    assert kfold_accuracy(s, y, np.arange(2000) % 10)["accuracy"] == 1.0
+    far_, tar_, _, auc, eer = roc(s, y)
+    assert auc == pytest.approx(1.0) and eer == pytest.approx(0.0)
+    # Known answer: scores 1..4, labels F T F T -> best threshold accepts {4} or {2,3,4}: accuracy 0.75.
+    assert best_threshold([1, 2, 3, 4], [False, True, False, True])[1] == 0.75
+    # Random scores: AUC about 0.5.
+    assert roc(rng.random(4000), rng.random(4000) < 0.5)[3] == pytest.approx(0.5, abs=0.05)
+
+
+def test_augmentation_keeps_shape_and_range():
+    from train.augment import AugmentConfig, augment
+
+    cfg = AugmentConfig(**{k: 1.0 for k in ("flip", "affine", "photometric", "low_light", "blur", "jpeg",
+                                            "grayscale", "occlusion")})
+    img = tf.constant(np.random.default_rng(0).integers(0, 255, (96, 96, 3)).astype(np.float32))
+    out = augment(img, cfg).numpy()
+    assert out.shape == (96, 96, 3) and out.min() >= 0 and out.max() <= 255
+    assert np.allclose(out[..., 0], out[..., 1])  # grayscale/IR applied
+
+
+def test_model_is_small_and_normalised():
+    import train.model as tm
+
+    m = tm.build_embedder()
+    assert m.count_params() < 1_000_000
+    e = m(np.random.default_rng(0).integers(0, 255, (2, 112, 112, 3)).astype(np.float32)).numpy()
+    assert e.shape == (2, 128) and np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
+    assert not any(type(l).__name__ == "PReLU" for l in m.layers)
+
+
+def test_tiny_training_run_loss_falls(tmp_path):
+    """A few steps on synthetic identities (colour/pattern per identity): the loss falls."""
+    import train.model as tm
+    from train.augment import AugmentConfig
+
+    rng = np.random.default_rng(0)
+    n_id, per = 8, 4
+    base = rng.integers(0, 255, (n_id, 1, 16, 16, 3))
+    imgs = np.repeat(base, per, axis=1).reshape(-1, 16, 16, 3)
+    imgs = np.kron(imgs, np.ones((1, 4, 4, 1))).astype(np.float32)      # 64x64
+    imgs = np.clip(imgs + rng.normal(0, 10, imgs.shape), 0, 255)
+    labels = np.repeat(np.arange(n_id), per)
+    tm_size = tm.INPUT_SIZE
+    tm.INPUT_SIZE = 64
+    try:
+        model = tm.build_embedder(32, width=0.25, stages=((32, 2, 1, 2),), head_ch=64)
+    finally:
+        tm.INPUT_SIZE = tm_size
+    opt = tf.keras.optimizers.Adam(3e-3)
+    x, y = tf.constant(imgs), tf.constant(labels)
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = losses.batch_hard_triplet(model(x, training=True), y, 0.2)
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return float(loss)
+    first = [step() for _ in range(3)]
+    for _ in range(25):
+        last = step()
+    assert last < 0.5 * np.mean(first)
+    del AugmentConfig
