@@ -1,0 +1,89 @@
+#!/bin/sh
+# Install (or --uninstall) doorface as a system service. Idempotent. Run as root from the repository root.
+#   systemd/install.sh [--dry-run] [--uninstall]     DESTDIR=/some/root systemd/install.sh   (staged install)
+# --dry-run prints what would be done and changes nothing; with DESTDIR, files go under DESTDIR and no user,
+# venv or systemctl step touches the running system (used by the tests).
+set -eu
+
+DRY=0
+UNINSTALL=0
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) DRY=1 ;;
+        --uninstall) UNINSTALL=1 ;;
+        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/opt/doorface}
+ETC=/etc/doorface
+UNIT=/etc/systemd/system/doorface.service
+STAGED=0
+[ -n "$DESTDIR" ] && STAGED=1
+
+run() {   # run a command, or print it in dry-run mode
+    if [ "$DRY" = 1 ]; then echo "would run: $*"; else "$@"; fi
+}
+system() {   # a step that changes the running system: skipped when staging into DESTDIR
+    if [ "$STAGED" = 1 ]; then echo "skipped (DESTDIR): $*"; else run "$@"; fi
+}
+
+if [ "$UNINSTALL" = 1 ]; then
+    system systemctl disable --now doorface.service || true
+    run rm -f "$DESTDIR$UNIT"
+    system systemctl daemon-reload
+    run rm -rf "$DESTDIR$PREFIX"
+    echo "doorface removed; kept $ETC and /var/lib/doorface (gallery, access log): delete them by hand if wanted"
+    exit 0
+fi
+
+if [ "$STAGED" = 0 ] && [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ]; then
+    echo "install.sh: run as root (sudo make install-service), or use --dry-run / DESTDIR=" >&2
+    exit 1
+fi
+for f in models/doorface-int8.tflite models/doorface-int8.json models/face_detection_short_range.tflite; do
+    [ -f "$REPO/$f" ] || { echo "install.sh: $f missing (run make models)" >&2; exit 1; }
+done
+
+# 1. A dedicated system user in the video and gpio groups.
+if ! getent passwd doorface >/dev/null 2>&1; then
+    system useradd --system --home-dir /var/lib/doorface --no-create-home --shell /usr/sbin/nologin doorface
+fi
+for g in video gpio; do
+    if getent group "$g" >/dev/null 2>&1; then system usermod -aG "$g" doorface; fi
+done
+
+# 2. The code, models and a venv. On a Pi the venv sees apt's picamera2 (--system-site-packages).
+run mkdir -p "$DESTDIR$PREFIX/models"
+run cp "$REPO/models/doorface-int8.tflite" "$REPO/models/doorface-int8.json" \
+       "$REPO/models/face_detection_short_range.tflite" "$DESTDIR$PREFIX/models/"
+run cp "$REPO/README.md" "$DESTDIR$PREFIX/README.md"
+SITE=""
+if [ -e /usr/lib/python3/dist-packages/picamera2 ]; then SITE="--system-site-packages"; fi
+if [ ! -x "$DESTDIR$PREFIX/venv/bin/python" ]; then
+    system python3 -m venv $SITE "$PREFIX/venv"
+fi
+system "$PREFIX/venv/bin/pip" install --quiet "$REPO[edge]"
+
+# 3. The config: written once, never overwritten (the installed one may hold local changes).
+run mkdir -p "$DESTDIR$ETC"
+if [ -e "$DESTDIR$ETC/doorface.toml" ]; then
+    echo "keeping existing $ETC/doorface.toml"
+elif [ "$DRY" = 1 ]; then
+    echo "would write $ETC/doorface.toml"
+else
+    sed -e "s|^embedder = .*|embedder = \"$PREFIX/models/doorface-int8.tflite\"          # installed model|" \
+        -e "s|^detector = .*|detector = \"$PREFIX/models/face_detection_short_range.tflite\"|" \
+        "$REPO/edge/default.toml" > "$DESTDIR$ETC/doorface.toml"
+    chmod 0640 "$DESTDIR$ETC/doorface.toml"
+fi
+
+# 4. The unit, enabled and started.
+run mkdir -p "$DESTDIR$(dirname "$UNIT")"
+run cp "$REPO/systemd/doorface.service" "$DESTDIR$UNIT"
+system systemctl daemon-reload
+system systemctl enable --now doorface.service
+echo "doorface installed. Enroll someone: sudo -u doorface $PREFIX/venv/bin/doorface enroll NAME --camera"
