@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip 'setuptools<81' wheel
 	$(VPY) -m pip install --quiet 'numpy==1.26.4' -e '.[edge,train,dev]'
+	# face_recognition (the dlib baseline of the benchmarks) without its dlib source build: dlib-bin provides it.
+	$(VPY) -m pip install --quiet --no-deps 'face_recognition==1.3.0' && $(VPY) -m pip install --quiet click
 	touch $(STAMP)
 
 models: $(DETECTOR)
@@ -60,10 +62,10 @@ eval: install
 	    --model models/doorface-int8.tflite --teacher --cache $(CACHE) --pairs $(PAIRS) --folds 1,2 --out $(RUN)/eval
 
 bench: install
-	$(VPY) -m bench --out bench-out
+	$(VPY) -m bench --out benchmarks --md BENCHMARKS.md
 
 bench-model: install
-	$(VPY) -m bench.model --out bench-out
+	$(VPY) -m bench.model --out benchmarks
 
 install-service:
 	sudo ./systemd/install.sh

@@ -154,7 +154,7 @@ def run(args) -> int:
     parity_idx = np.sort(rng.choice(len(e_input), min(args.parity_faces, len(e_input)), replace=False))
     results, paths = {}, {}
     for quant in variants:
-        path = out / f"{args.name}-{quant}.tflite"
+        path = out / f".{args.name}-{quant}.tmp.tflite"   # moved into place only if the gate passes
         data = convert(model, quant, calib if quant == "int8" else None)
         path.write_bytes(data)
         paths[quant] = path
@@ -187,11 +187,14 @@ def run(args) -> int:
     (out / f"{args.name}-parity.json").write_text(json.dumps(parity, indent=1))
     print_table(parity)
     if failures:
-        for quant in variants[1:]:
-            paths[quant].unlink(missing_ok=True)
+        for p in paths.values():
+            p.unlink(missing_ok=True)
         raise ParityError("parity gate failed: " + "; ".join(failures) + f" (see {out / f'{args.name}-parity.json'})")
     extra = run_sidecar_meta(model_path)
-    for quant, path in paths.items():
+    for quant, tmp in paths.items():
+        path = out / f"{args.name}-{quant}.tflite"
+        os.replace(tmp, path)
+        paths[quant] = path
         rep = results[quant]["eval"]
         io = io_details(path)
         meta = {

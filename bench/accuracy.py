@@ -1,0 +1,134 @@
+"""Accuracy on the same raw LFW images for every engine: the LFW pairs protocol and an open-set door scenario.
+
+Each engine runs its own full pipeline on the original 250x250 images (doorface: BlazeFace + alignment + TFLite;
+face_recognition: HOG + dlib landmarks + ResNet). An image where an engine finds no face gets no embedding, and
+every pair or probe involving it counts as rejected (reported as detection failures).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def load_images(archive, people):
+    """``(keys, persons, rgb images)`` of every image of ``people`` in an LFW archive or tree."""
+    import cv2
+
+    from train.data import iter_images
+
+    keys, persons, images = [], [], []
+    for item, data in iter_images(archive):
+        if item.person in people:
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            keys.append(item.key)
+            persons.append(item.person)
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return keys, np.array(persons), images
+
+
+def central(faces, shape):
+    from train.preprocess import pick_central
+
+    return pick_central(faces, shape)
+
+
+def embed_doorface(images, model, detector, threads=2, progress=None):
+    from edge.detector import BlazeFaceDetector
+    from edge.embedder import Embedder
+
+    det = BlazeFaceDetector(detector, num_threads=threads)
+    emb = Embedder(model, threads).load()
+    out = np.zeros((len(images), emb.dim), np.float32)
+    ok = np.zeros(len(images), bool)
+    for i, img in enumerate(progress(images) if progress else images):
+        f = central(det.detect(img), img.shape)
+        if f is not None:
+            out[i] = emb.embed_crop(emb.crop(img, f.landmarks))
+            ok[i] = True
+    return out, ok
+
+
+def embed_dlib(images, progress=None):
+    import face_recognition
+
+    out = np.zeros((len(images), 128), np.float32)
+    ok = np.zeros(len(images), bool)
+    for i, img in enumerate(progress(images) if progress else images):
+        locs = face_recognition.face_locations(img)
+        if locs:
+            cy, cx = img.shape[0] / 2, img.shape[1] / 2
+            loc = min(locs, key=lambda l: ((l[0] + l[2]) / 2 - cy) ** 2 + ((l[1] + l[3]) / 2 - cx) ** 2)
+            out[i] = face_recognition.face_encodings(img, [loc])[0]
+            ok[i] = True
+    return out, ok
+
+
+def similarity(emb, ok, metric):
+    """Pairwise similarity matrix (cosine, or minus Euclidean distance for dlib); -inf where a face is missing."""
+    if metric == "cosine":
+        e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        s = e @ e.T
+    else:
+        sq = (emb ** 2).sum(1)
+        s = -np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * emb @ emb.T, 0))
+    s[~ok, :] = -np.inf
+    s[:, ~ok] = -np.inf
+    return s
+
+
+def pairs_report(sim, keys, persons, pairs):
+    from train.metrics import verification_report, roc
+
+    at = {k: i for i, k in enumerate(keys)}
+    rows = [(p, at[p.key_a], at[p.key_b]) for p in pairs if p.key_a in at and p.key_b in at]
+    finite_min = np.min(sim[np.isfinite(sim)]) - 1
+    sim = np.where(np.isfinite(sim), sim, finite_min)
+    scores = np.array([sim[a, b] for _, a, b in rows])
+    labels = np.array([p.same for p, _, _ in rows])
+    folds = np.array([p.fold for p, _, _ in rows])
+    iu = np.triu_indices(len(keys), 1)
+    same = persons[iu[0]] == persons[iu[1]]
+    vals = sim[iu]
+    rep = verification_report(scores, labels, folds, vals[same], vals[~same])
+    rep["_roc"] = roc(vals, same)[:2]
+    return rep
+
+
+def open_set(sim, persons, threshold, margin=0.0, seed=0):
+    """Enroll half of the people with 2+ images from 1-3 images each; probe with their other images and with
+    every image of people never enrolled. A probe is accepted as the enrolled person with the highest score when
+    that score reaches ``threshold`` (and beats the second person by ``margin``)."""
+    rng = np.random.default_rng(seed)
+    people = sorted(set(persons))
+    multi = [p for p in people if (persons == p).sum() >= 2]
+    enrolled = set(rng.choice(multi, len(multi) // 2, replace=False))
+    gallery, probes = {}, []
+    for p in people:
+        idx = list(np.flatnonzero(persons == p))
+        if p in enrolled:
+            k = int(rng.integers(1, min(3, len(idx) - 1) + 1))
+            rng.shuffle(idx)
+            gallery[p] = idx[:k]
+            probes += [(i, p) for i in idx[k:]]
+        else:
+            probes += [(i, None) for i in idx]
+    names = sorted(gallery)
+    fa = fr = mis = gen = stra = 0
+    for i, truth in probes:
+        per = np.array([max(sim[i, j] for j in gallery[n]) for n in names])
+        order = np.argsort(-per)
+        best, score = names[order[0]], per[order[0]]
+        second = per[order[1]] if len(order) > 1 else -np.inf
+        accept = np.isfinite(score) and score >= threshold and score - second >= margin
+        if truth is None:
+            stra += 1
+            fa += bool(accept)
+        else:
+            gen += 1
+            if not accept:
+                fr += 1
+            elif best != truth:
+                mis += 1
+    return {"enrolled_people": len(names), "genuine_probes": gen, "stranger_probes": stra,
+            "false_accept_rate": fa / max(stra, 1), "false_reject_rate": fr / max(gen, 1),
+            "misidentified_rate": mis / max(gen, 1), "strangers_accepted": fa, "threshold": float(threshold),
+            "margin": margin}

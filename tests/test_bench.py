@@ -1,0 +1,46 @@
+"""The benchmark code on a tiny input (the real run is `make bench`, never part of the tests)."""
+import json
+
+import numpy as np
+
+from bench import accuracy as A
+
+
+def test_open_set_counts_strangers_and_rejections():
+    persons = np.array(["a", "a", "a", "b", "b", "c", "d"])
+    # Perfect embeddings: one direction per person.
+    dirs = {p: np.eye(8)[i] for i, p in enumerate("abcd")}
+    emb = np.stack([dirs[p] for p in persons]).astype(np.float32)
+    sim = A.similarity(emb, np.ones(len(persons), bool), "cosine")
+    o = A.open_set(sim, persons, threshold=0.5)
+    assert o["enrolled_people"] == 1 and o["false_accept_rate"] == 0 and o["false_reject_rate"] == 0
+    o = A.open_set(sim, persons, threshold=-2.0)        # accept anything: every stranger gets in
+    assert o["false_accept_rate"] == 1.0
+
+
+def test_missing_faces_are_rejected():
+    emb = np.eye(4, dtype=np.float32)
+    ok = np.array([True, True, False, True])
+    sim = A.similarity(emb, ok, "euclidean")
+    assert np.isneginf(sim[2]).all() and np.isneginf(sim[:, 2]).all() and sim[0, 0] == 0
+
+
+def test_quick_benchmark_writes_report(tmp_path, shipped_model, detector_path, samples):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    md = tmp_path / "B.md"
+    r = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--md", str(md),
+                        "--model", str(shipped_model), "--detector", str(detector_path)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    d1 = next(s for s in res["speed"] if s["engine"] == "doorface" and s["threads"] == 1)
+    assert d1["fps"] > 0 and d1["ms"]["embed"] > 0 and not d1["tensorflow_imported"]
+    assert [s["templates"] for s in res["scaling"]] == [10, 100]
+    text = md.read_text()
+    assert "## Speed" in text and "## Gallery scaling" in text
+    for png in ("speed.png", "scaling.png"):
+        assert (tmp_path / png).stat().st_size > 1000
