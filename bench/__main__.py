@@ -27,7 +27,7 @@ def progress(desc):
 
 def have_dlib() -> bool:
     try:
-        import face_recognition  # noqa: F401
+        import face_recognition  # noqa: F401  (importable = usable)
         return True
     except Exception:
         return False
@@ -152,8 +152,6 @@ def write_md(res, md: Path, out: Path):
     acc = res.get("accuracy")
     if acc:
         r = acc["models"]
-        for name in r:
-            pass
         di = r.get("doorface int8")
         dl = r.get("face_recognition (dlib)")
         if di and dl:
@@ -218,11 +216,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny run: few frames, no LFW (for the tests)")
     ap.add_argument("--no-dlib", action="store_true")
     args = ap.parse_args(argv)
+    from bench.frames import door_frames
     from edge.assets import fetch_samples
     from edge.detector import BlazeFaceDetector
-    from edge.sidecar import read_sidecar, threshold_for
-
-    from bench.frames import door_frames
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,7 +251,6 @@ def main(argv=None) -> int:
     plots(res, out)
     write_md(res, Path(args.md), out)
     print(f"wrote {args.md} and plots in {out}/")
-    del read_sidecar, threshold_for
     return 0
 
 

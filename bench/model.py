@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 CHILD = r"""
 import json, sys, time, numpy as np
 from bench.speed import peak_rss_mb

@@ -212,7 +212,6 @@ def cmd_events(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from edge import gallery as gal
     from edge.daemon import build_analyzer, load_index
     from edge.enroll import read_rgb
 
@@ -221,7 +220,6 @@ def cmd_identify(args) -> int:
     meta = analyzer.embedder.load().meta
     analyzer.index = load_index(Path(cfg["state"]["dir"]), meta["sha256"])
     thr, margin = _threshold(cfg, meta), cfg["match"]["min_margin"]
-    del gal
     code = 0
     for path in args.images:
         try:

@@ -81,8 +81,13 @@ class Daemon:
         self.install_signals = install_signals
         self.realtime = realtime  # pace file sources to their frame times (the demo)
         self._reload = threading.Event()
+        self._stop = threading.Event()
         self.decisions = []
         self.frames = 0
+
+    def stop(self):
+        """Ask the loop to end (from another thread); the relay is locked on the way out."""
+        self._stop.set()
 
     # -- signals ---------------------------------------------------------------------------------------
     def _on_term(self, signum, frame):
@@ -139,7 +144,7 @@ class Daemon:
             unlock_s = r["unlock_seconds"]
             started = time.monotonic()
             snapshots = self.state_dir / "snapshots" if cfg["state"]["snapshots"] else None
-            while True:
+            while not self._stop.is_set():
                 if self._reload.is_set():
                     self._handle_reload(analyzer)
                 frame = grabber.latest(timeout=1.0) if grabber else source.read()

@@ -96,8 +96,6 @@ class GpioZeroRelay(Relay):
 
                     factory = MockFactory()
                 elif self.backend:
-                    from gpiozero import Device  # noqa: F401
-
                     factory = _named_factory(self.backend)
                 self._dev = DigitalOutputDevice(self.pin, active_high=self.active_high, initial_value=False,
                                                 pin_factory=factory)

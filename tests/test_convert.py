@@ -68,7 +68,6 @@ def test_converts_int8_with_parity_and_sidecars(small_model, tmp_path):
     assert "CONV_2D" in ops and "DEPTHWISE_CONV_2D" in ops
     # The edge loads it and agrees with Keras.
     keras = tf.keras.models.load_model(small_model, compile=False)
-    crop = np.load(cache)["crops"][0][::-1][:64, :64].copy()
     crop = np.ascontiguousarray(np.load(cache)["crops"][0][24:88, 24:88])
     e_int8 = Embedder(out / "doorface-int8.tflite").embed_crop(crop)
     e_keras = keras(crop[None].astype(np.float32)).numpy()[0]

@@ -85,7 +85,6 @@ def test_sampler_is_identity_balanced():
 def test_metrics_on_synthetic_scores():
     rng = np.random.default_rng(0)
     gen, imp = rng.normal(0.8, 0.05, 1000), rng.normal(0.2, 0.05, 100000)
-    t, far = tar_at_far(gen, imp, 1e-3)[:2], None
     tar, thr, achieved = tar_at_far(gen, imp, 1e-3)
     assert achieved <= 1e-3 and (imp >= thr).sum() == int(1e-3 * len(imp))
     assert tar == pytest.approx((gen >= thr).mean())
@@ -125,8 +124,6 @@ def test_model_is_small_and_normalised():
 def test_tiny_training_run_loss_falls(tmp_path):
     """A few steps on synthetic identities (colour/pattern per identity): the loss falls."""
     import train.model as tm
-    from train.augment import AugmentConfig
-
     rng = np.random.default_rng(0)
     n_id, per = 8, 4
     base = rng.integers(0, 255, (n_id, 1, 16, 16, 3))
@@ -152,4 +149,3 @@ def test_tiny_training_run_loss_falls(tmp_path):
     for _ in range(25):
         last = step()
     assert last < 0.5 * np.mean(first)
-    del AugmentConfig

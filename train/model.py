@@ -10,7 +10,6 @@ Design choices (see convert/ and the training issue):
 """
 from __future__ import annotations
 
-import tensorflow as tf
 from tensorflow import keras
 from tensorflow.keras import layers
 

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from train import config as cfgmod
