@@ -43,7 +43,8 @@ def lighting_variants(crops: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: int = 0) -> np.ndarray:
+def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: int = 0,
+                      variants: bool = True) -> np.ndarray:
     """``count`` aligned faces at ``size``: one per identity (not in ``exclude_people``), with lighting variants."""
     from edge.align import resize_crop
 
@@ -75,7 +76,8 @@ def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: i
         faces = np.stack(faces) if faces else np.zeros((0, 112, 112, 3), np.uint8)
     if not len(faces):
         raise ParityError(f"no calibration faces from {calib}")
-    return np.stack([resize_crop(c, size) for c in lighting_variants(faces, seed)])
+    faces = lighting_variants(faces, seed) if variants else faces
+    return np.stack([resize_crop(c, size) for c in faces])
 
 
 def run_sidecar_meta(model_path: Path) -> dict:
@@ -98,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-cache", required=True, help="alignment cache (.npz) with the evaluation faces")
     ap.add_argument("--calib", help="calibration faces: alignment cache .npz or folder (default: --eval-cache)")
     ap.add_argument("--calib-count", type=int, default=300, help="100-500 faces")
+    ap.add_argument("--no-lighting-variants", action="store_true",
+                    help="calibrate on the faces as they are (default: a third darker, some brighter or grey)")
     ap.add_argument("--pairs", help="LFW pairs file for verification accuracy")
     ap.add_argument("--folds", default="1,2", help="held-out folds of --pairs (1-based)")
     ap.add_argument("--parity-faces", type=int, default=300)
@@ -144,7 +148,8 @@ def run(args) -> int:
     e_input = np.stack([resize_crop(c, size) for c in e_crops])
 
     print(f"calibration: {args.calib_count} faces from {args.calib or args.eval_cache}", file=sys.stderr)
-    calib = calibration_faces(args.calib or args.eval_cache, size, held, args.calib_count)
+    calib = calibration_faces(args.calib or args.eval_cache, size, held, args.calib_count,
+                              variants=not args.no_lighting_variants)
     keras_emb = np.concatenate([model(e_input[i:i + 256].astype(np.float32), training=False).numpy()
                                 for i in range(0, len(e_input), 256)])
     out = Path(args.out)
