@@ -109,6 +109,9 @@ def main(argv=None) -> int:
     ap.add_argument("--min-cos", type=float, default=0.98, help="minimum mean cosine int8 vs Keras")
     ap.add_argument("--max-tar-drop", type=float, default=2.0,
                     help="points of TAR at FAR 1e-3 (all pairs of held-out identities) int8 may lose")
+    ap.add_argument("--no-flip-average", action="store_true",
+                    help="export the plain embedder (default: embedding of the face plus its mirror image, "
+                         "see train.model.flip_averaged; twice the embedding cost)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
@@ -131,6 +134,10 @@ def run(args) -> int:
     model_path = Path(args.model)
     model = tf.keras.models.load_model(model_path, compile=False)
     size = int(model.input_shape[1])
+    if not args.no_flip_average:
+        from train.model import flip_averaged
+
+        model = flip_averaged(model)
     cache = load_cache(args.eval_cache)
     persons = cache["persons"]
     if args.pairs:
@@ -212,6 +219,7 @@ def run(args) -> int:
             "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]), "l2_normalised": True},
             "embedding_dim": int(io["output"]["shape"][-1]),
             "metric": "cosine",
+            "flip_average": not args.no_flip_average,
             "thresholds": {f"far_{k}": v["threshold"] for k, v in rep["at_far"].items()},
             "evaluation": {"accuracy": rep.get("accuracy"), "auc": rep.get("auc"), "eer": rep.get("eer"),
                            "at_far": rep["at_far"], "pairs_folds": args.folds if pairs else None,

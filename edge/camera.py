@@ -185,11 +185,13 @@ class Picamera2Source(FrameSource):
 
 class FakeSource(FrameSource):
     """Frames from a list (finite), or from a callable ``f(i) -> array | None | Exception`` (raising
-    CameraError when it returns an exception), for tests. ``live`` makes it behave as a camera."""
+    CameraError when it returns an exception), for tests. ``live`` makes it behave as a camera: frames come at
+    ``fps`` with wall-clock timestamps."""
 
     def __init__(self, frames=None, fn: Optional[Callable] = None, live=False, name="fake", fps: float = 10.0):
         self.frames, self.fn, self.live, self.name, self.fps = frames, fn, live, name, fps
         self._i = 0
+        self._due = 0.0
         self.opened = 0
 
     def open(self):
@@ -197,6 +199,11 @@ class FakeSource(FrameSource):
         return self
 
     def read(self):
+        if self.live:
+            now = time.monotonic()
+            if self._due > now:
+                time.sleep(self._due - now)
+            self._due = max(now, self._due) + 1.0 / self.fps
         i = self._i
         self._i += 1
         item = self.fn(i) if self.fn else (self.frames[i] if i < len(self.frames) else None)

@@ -119,6 +119,7 @@ class GpioZeroRelay(Relay):
         if self._dev is not None:
             self._span[1] = len(getattr(self._pin, "states", []))
             self._dev.close()
+            self._dev = None   # closed: reads as locked; a later lock() would reopen the pin at its locked level
 
     def timeline(self) -> List[Tuple[float, bool]]:
         """Mock backend only: ``[(seconds since first state, energised)]`` of the physical pin level."""

@@ -76,3 +76,19 @@ def model_copy(tmp_path, shipped_model):
     shutil.copy(shipped_model, dst / shipped_model.name)
     shutil.copy(shipped_model.with_suffix(".json"), dst / shipped_model.with_suffix(".json").name)
     return dst / shipped_model.name
+
+
+@pytest.fixture(scope="session")
+def capture(samples, detector_path):
+    """``capture(name, seed=0)``: a door-camera frame (RGB) of a sample photo, re-rendered with a new rotation,
+    scale, exposure, noise and JPEG compression (edge.demo.door_capture): the enrolled person seen again."""
+    from edge.demo import door_capture
+    from edge.detector import BlazeFaceDetector
+
+    det = BlazeFaceDetector(detector_path)
+    return lambda name, seed=0: door_capture(samples, name, det, seed)
+
+
+def write_rgb(path, img) -> str:
+    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return str(path)

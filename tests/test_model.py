@@ -44,20 +44,23 @@ def test_unknown_format_is_refused(model_copy):
         Embedder(model_copy).load()
 
 
-def test_embeddings_are_unit_length_and_separate_people(shipped_model, samples, detector_path):
+def test_embeddings_are_unit_length_and_separate_people(shipped_model, samples, capture, detector_path):
+    """At the model's own operating points: a new door capture of an enrolled photo passes the FAR 1e-4
+    threshold, and the stranger stays below the FAR 1e-3 threshold against every photo of obama."""
     from conftest import rgb
     from edge.detector import BlazeFaceDetector
 
     det = BlazeFaceDetector(detector_path)
     emb = Embedder(shipped_model).load()
     vecs = {}
-    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
-        img = rgb(samples / name)
+    images = {n: rgb(samples / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")}
+    images["again"] = capture("obama.jpg", 1)
+    for name, img in images.items():
         vecs[name] = emb.embed_crop(emb.crop(img, det.detect(img)[0].landmarks))
         assert np.linalg.norm(vecs[name]) == pytest.approx(1.0, abs=1e-4)
-    same = min(vecs["obama.jpg"] @ vecs["obama2.jpg"], vecs["obama.jpg"] @ vecs["obama3.jpg"])
-    other = max(vecs[o] @ vecs["biden.jpg"] for o in ("obama.jpg", "obama2.jpg", "obama3.jpg"))
-    assert same > other + 0.1
+    assert vecs["again"] @ vecs["obama.jpg"] > threshold_for(emb.meta, "1e-4")
+    stranger = max(vecs[o] @ vecs["biden.jpg"] for o in ("obama.jpg", "obama2.jpg", "obama3.jpg", "again"))
+    assert stranger < threshold_for(emb.meta, "1e-3")
 
 
 def test_runtime_preference_and_unknown_name():
@@ -70,7 +73,8 @@ def test_runtime_preference_and_unknown_name():
 @pytest.mark.parametrize("backend", ["ai_edge_litert", "tflite_runtime"])
 def test_shipped_model_gives_the_same_embeddings_in_each_runtime(shipped_model, backend):
     """Runtime compatibility: the converted model loads in ai-edge-litert and tflite-runtime 2.14 (Pi OS
-    Bookworm) and agrees with tf.lite (cosine >= 0.999)."""
+    Bookworm) and agrees with tf.lite (cosine >= 0.99: the int8 output has a 1/128 step, and kernels of different
+    runtime versions may round an element one step apart, which costs up to about 0.005 of cosine)."""
     try:
         interpreter_class([backend])
     except RuntimeNotFound:
@@ -82,4 +86,4 @@ def test_shipped_model_gives_the_same_embeddings_in_each_runtime(shipped_model, 
     assert other.backend == backend
     crops = rng.integers(0, 255, (8, ref.input_size, ref.input_size, 3), dtype=np.uint8)
     a, b = ref.embed_crops(crops), other.embed_crops(crops)
-    assert np.min(np.sum(a * b, axis=1)) >= 0.999
+    assert np.min(np.sum(a * b, axis=1)) >= 0.99

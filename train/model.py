@@ -77,3 +77,21 @@ def count_flops(model: keras.Model) -> int:
             h, w_, c = layer.output.shape[1:]
             macs += h * w_ * c * layer.kernel_size[0] * layer.kernel_size[1] * layer.input.shape[-1]
     return int(macs)
+
+
+def flip_averaged(model: keras.Model) -> keras.Model:
+    """``l2norm(f(x) + f(mirror(x)))``: the embedding of a face and of its mirror image, summed, as one model.
+
+    Mirror averaging (test-time flip) removes the left/right bias a small net picks up from one-sided light and
+    slight head turns; measured on held-out LFW identities it adds accuracy at twice the embedding cost. Both
+    halves run as one batch of two through the same weights, so the exported file stays the same size and the
+    device keeps feeding one aligned crop. Used at conversion; the trained model itself is left unchanged.
+    """
+    import tensorflow as tf
+
+    inp = keras.Input(model.input_shape[1:], name="image")
+    both = layers.Lambda(lambda t: tf.concat([t, tf.reverse(t, axis=[2])], axis=0), name="with_mirror")(inp)
+    emb = model(both)
+    summed = layers.Lambda(lambda e: e[:tf.shape(e)[0] // 2] + e[tf.shape(e)[0] // 2:], name="sum_mirror")(emb)
+    out = layers.UnitNormalization(axis=-1, name="l2norm_mirror")(summed)
+    return keras.Model(inp, out, name=f"{model.name}_flipavg")
