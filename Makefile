@@ -13,7 +13,7 @@ RUN     ?= runs/default
 MODEL   ?= models/doorface-int8.tflite
 
 .PHONY: install models samples demo test test-all train train-quick eval convert bench bench-model \
-        install-service uninstall-service clean
+        compare-losses install-service uninstall-service clean
 
 install: $(STAMP) $(DETECTOR)
 
@@ -60,6 +60,16 @@ convert: install
 eval: install
 	$(VPY) -m train.evaluate --model $(RUN)/model.keras --model models/doorface-float32.tflite \
 	    --model models/doorface-int8.tflite --teacher --cache $(CACHE) --pairs $(PAIRS) --folds 1,2 --out $(RUN)/eval
+
+# Triplet (batch-hard) vs the pairwise Siamese loss (contrastive): same model, data, budget, seed; no teacher.
+# The contrastive margin is the distance negatives are pushed to (1.0 = orthogonal); the triplet margin is relative.
+compare-losses: install
+	$(VPY) -m train --config train/configs/compare.toml --out runs/compare-triplet --set loss.metric=batch_hard
+	$(VPY) -m train --config train/configs/compare.toml --out runs/compare-contrastive --set loss.metric=contrastive \
+	    --set loss.margin=1.0
+	$(VPY) -m train.evaluate --model triplet=runs/compare-triplet/model.keras \
+	    --model contrastive=runs/compare-contrastive/model.keras --cache $(CACHE) --pairs $(PAIRS) --folds 1,2 \
+	    --out runs/compare-eval
 
 bench: install
 	$(VPY) -m bench --out benchmarks --md BENCHMARKS.md

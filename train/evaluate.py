@@ -113,7 +113,8 @@ def public(rep: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", default=[], help=".keras or .tflite (repeatable)")
+    ap.add_argument("--model", action="append", default=[],
+                    help=".keras or .tflite, optionally LABEL=PATH (repeatable)")
     ap.add_argument("--teacher", nargs="?", const="auto", help="also evaluate dlib's embeddings (teacher cache)")
     ap.add_argument("--cache", required=True, help="alignment cache (train.preprocess)")
     ap.add_argument("--pairs", required=True)
@@ -128,8 +129,9 @@ def main(argv=None) -> int:
     keys, persons, crops = cache["keys"][idx], cache["persons"][idx], cache["crops"][idx]
     reports = {}
     for m in args.model:
+        label, m = m.split("=", 1) if "=" in m else (Path(m).name, m)
         fn = keras_embedder(m) if m.endswith((".keras", ".h5")) else tflite_embedder(m)
-        reports[Path(m).name] = report(fn(crops), keys, persons, pairs)
+        reports[label] = report(fn(crops), keys, persons, pairs)
     if args.teacher:
         tpath = args.teacher if args.teacher != "auto" else args.cache.replace("-aligned.npz", "-teacher.npz")
         reports["dlib (teacher)"] = report(teacher_embeddings(tpath, keys), keys, persons, pairs)
