@@ -81,8 +81,11 @@ def test_converts_int8_with_parity_and_sidecars(small_model, tmp_path):
     # Full integer: no float ops left between the quantize/dequantize ends.
     ops = parity["variants"]["int8"]["ops"]
     assert "CONV_2D" in ops and "DEPTHWISE_CONV_2D" in ops
-    # The edge loads it and agrees with Keras.
-    keras = tf.keras.models.load_model(small_model, compile=False)
+    # The edge loads it and agrees with Keras (the exported function: the face plus its mirror image).
+    from train.model import flip_averaged
+
+    assert meta["flip_average"] is True
+    keras = flip_averaged(tf.keras.models.load_model(small_model, compile=False))
     crop = np.ascontiguousarray(np.load(cache)["crops"][0][24:88, 24:88])
     e_int8 = Embedder(out / "doorface-int8.tflite").embed_crop(crop)
     e_keras = keras(crop[None].astype(np.float32)).numpy()[0]

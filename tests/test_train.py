@@ -155,3 +155,21 @@ def test_tiny_training_run_loss_falls(tmp_path):
         last = step()
     assert np.mean(first) > 0.1
     assert last < 0.5 * np.mean(first)
+
+
+def test_flip_averaged_model_is_mirror_invariant_and_unit_length():
+    import train.model as tm
+
+    tm_size = tm.INPUT_SIZE
+    tm.INPUT_SIZE = 64
+    try:
+        base = tm.build_embedder(16, width=0.25, stages=((32, 2, 1, 2),), head_ch=32)
+    finally:
+        tm.INPUT_SIZE = tm_size
+    model = tm.flip_averaged(base)
+    x = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3)).astype(np.float32)
+    a, b = model(x).numpy(), model(x[:, :, ::-1]).numpy()
+    assert a.shape == (3, 16)
+    np.testing.assert_allclose(a, b, atol=1e-5)                 # a face and its mirror image: one embedding
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert model.count_params() == base.count_params()          # same weights, used twice
