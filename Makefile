@@ -75,7 +75,7 @@ bench: install
 	$(VPY) -m bench --out benchmarks --md BENCHMARKS.md
 
 bench-model: install
-	$(VPY) -m bench.model --out benchmarks
+	$(VPY) -m bench.model --out benchmarks --md BENCHMARKS.md
 
 install-service:
 	sudo ./systemd/install.sh

@@ -175,7 +175,7 @@ def write_md(res, md: Path, out: Path):
         L += ["## Accuracy (LFW pairs protocol, identities held out from training)", "",
               f"Folds {acc['folds']} of `{acc['pairs_file']}`: {acc['images']} images of {acc['identities']} people "
               "never seen in training, each engine running its own detector on the same raw images. Accuracy: "
-              "10-fold style (threshold from the other folds) on the folds' pairs; TAR at FAR on every pair of "
+              "LFW protocol rule (each fold's threshold chosen on the other folds) on the folds' pairs; TAR at FAR on every pair of "
               "those images.", "",
               "| engine | faces found | accuracy | AUC | EER | TAR@1e-3 | TAR@1e-4 |", "|---|---|---|---|---|---|---|"]
         for name, rep in acc["models"].items():
@@ -198,6 +198,13 @@ def write_md(res, md: Path, out: Path):
     for s in res["scaling"]:
         L.append(f"| {s['templates']} | {s['match_ms']:.3f} | {s['memory_kb']:.0f} |")
     L += ["", f"![scaling]({rel}/scaling.png)", "", "Raw numbers: " + f"`{rel}/results.json`.", ""]
+    model_json = out / "model.json"
+    if model_json.exists():   # keep the last `make bench-model` table (its own run and date)
+        from bench.model import md_section
+
+        mj = json.loads(model_json.read_text())
+        if isinstance(mj, dict):
+            L += [md_section(mj["rows"], mj["date"]), ""]
     md.write_text("\n".join(L))
 
 

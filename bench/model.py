@@ -6,6 +6,7 @@ model sizes and peak memory (each measurement in its own process). Writes ``mode
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
@@ -37,6 +38,32 @@ def measure(model, threads, runtime="ai_edge_litert", iters=300) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+BEGIN, END = "<!-- bench-model -->", "<!-- /bench-model -->"
+
+
+def md_section(rows: list, when: str) -> str:
+    """The ``make bench-model`` table as a BENCHMARKS.md section (between markers, so it can be replaced)."""
+    L = [BEGIN, "## Model variants (`make bench-model`)", "",
+         f"Measured {when}: ms per embedding (one aligned face, median and 90th percentile over the run) in "
+         "ai-edge-litert, each in its own process; peak RSS of that process. `mirror` = the exported model embeds "
+         "the face and its mirror image (two passes).", "",
+         "| model | quantisation | mirror | threads | ms | p90 ms | size KB | peak RSS MB |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['model']} | {r['quantization']} | {'yes' if r.get('flip_average') else 'no'} | "
+                 f"{r['threads']} | {r['ms']:.2f} | {r['p90_ms']:.2f} | {r['size_kb']:.0f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(L + ["", END])
+
+
+def update_md(md: Path, section: str) -> None:
+    text = md.read_text() if md.exists() else "# doorface benchmarks\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    md.write_text(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.model", description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+",
@@ -45,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runtime", default="ai_edge_litert")
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--out", default="benchmarks")
+    ap.add_argument("--md", help="also write the table into this markdown file (BENCHMARKS.md)")
     args = ap.parse_args(argv)
     from tqdm import tqdm
 
@@ -53,10 +81,14 @@ def main(argv=None) -> int:
     for model, th in tqdm(jobs, desc="bench-model", file=sys.stderr):
         r = measure(model, th, args.runtime, args.iters)
         meta = json.loads(Path(model).with_suffix(".json").read_text())
-        rows.append({"model": Path(model).name, "quantization": meta.get("quantization"), "threads": th,
+        rows.append({"model": Path(model).name, "quantization": meta.get("quantization"),
+                     "flip_average": bool(meta.get("flip_average")), "threads": th,
                      "size_kb": Path(model).stat().st_size / 1024, **r})
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "model.json").write_text(json.dumps(rows, indent=1))
+    when = dt.date.today().isoformat()
+    (Path(args.out) / "model.json").write_text(json.dumps({"date": when, "rows": rows}, indent=1))
+    if args.md:
+        update_md(Path(args.md), md_section(rows, when))
     print(f"{'model':<26} {'threads':>7} {'ms':>7} {'p90 ms':>7} {'size KB':>8} {'peak RSS MB':>11}")
     for r in rows:
         print(f"{r['model']:<26} {r['threads']:>7} {r['ms']:>7.2f} {r['p90_ms']:>7.2f} {r['size_kb']:>8.0f} "

@@ -44,3 +44,17 @@ def test_quick_benchmark_writes_report(tmp_path, shipped_model, detector_path, s
     assert "## Speed" in text and "## Gallery scaling" in text
     for png in ("speed.png", "scaling.png"):
         assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_bench_model_table_is_written_and_replaced(tmp_path, shipped_model):
+    from bench.model import main as bench_model
+
+    md = tmp_path / "B.md"
+    md.write_text("# doorface benchmarks\n\nkept\n")
+    for _ in range(2):   # the second run replaces the section, it does not append another
+        assert bench_model(["--models", str(shipped_model), "--threads", "1", "--iters", "5",
+                            "--out", str(tmp_path / "out"), "--md", str(md)]) == 0
+    text = md.read_text()
+    assert text.count("## Model variants") == 1 and "kept" in text
+    row = json.loads((tmp_path / "out" / "model.json").read_text())["rows"][0]
+    assert row["threads"] == 1 and row["ms"] > 0 and row["quantization"] == "int8" and row["flip_average"]
