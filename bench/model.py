@@ -46,7 +46,9 @@ def md_section(rows: list, when: str) -> str:
     L = [BEGIN, "## Model variants (`make bench-model`)", "",
          f"Measured {when}: ms per embedding (one aligned face, median and 90th percentile over the run) in "
          "ai-edge-litert, each in its own process; peak RSS of that process. `mirror` = the exported model embeds "
-         "the face and its mirror image (two passes).", "",
+         "the face and its mirror image (two passes). Variants other than the two in `models/` come from "
+         "`python -m convert MODEL --out DIR --quant float16|dynamic|int8 [--no-flip-average] --name NAME` and "
+         "`python -m bench.model --models ...`. 4 threads on a 2-core machine is oversubscribed.", "",
          "| model | quantisation | mirror | threads | ms | p90 ms | size KB | peak RSS MB |",
          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
