@@ -127,9 +127,12 @@ class GpioZeroRelay(Relay):
         if self.backend != "mock" or pin is None:
             return []
         states = pin.states[self._span[0]:self._span[1]]
-        t0 = states[0].timestamp
         level_on = self.active_high
-        return [(s.timestamp - t0, bool(s.state) == level_on) for s in states]
+        out, t = [], 0.0
+        for i, s in enumerate(states):   # MockPin timestamps are seconds since the previous state change
+            t += s.timestamp if i else 0.0
+            out.append((t, bool(s.state) == level_on))
+        return out
 
 
 def _named_factory(name: str):

@@ -9,6 +9,7 @@ def test_mock_relay_starts_locked_and_pulses():
     r = make_relay("mock", "17", True)
     r.lock()
     assert not r.is_unlocked
+    time.sleep(0.3)
     r.pulse(0.15)
     assert r.is_unlocked
     assert wait_locked(r, 1.0)
@@ -17,6 +18,7 @@ def test_mock_relay_starts_locked_and_pulses():
     states = [on for _, on in r.timeline()]
     assert states == [False, True, False]
     t = r.timeline()
+    assert t[1][0] == pytest.approx(0.3, abs=0.1)            # seconds since the first state, not deltas
     assert t[2][0] - t[1][0] == pytest.approx(0.15, abs=0.08)
 
 
