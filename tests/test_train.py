@@ -124,9 +124,20 @@ def test_model_is_small_and_normalised():
     assert not any(type(l).__name__ == "PReLU" for l in m.layers)
 
 
+def tiny_embedder(dim: int, head_ch: int):
+    """The real architecture, tiny: 64x64 input, one stage."""
+    import train.model as tm
+
+    size = tm.INPUT_SIZE
+    tm.INPUT_SIZE = 64
+    try:
+        return tm.build_embedder(dim, width=0.25, stages=((32, 2, 1, 2),), head_ch=head_ch)
+    finally:
+        tm.INPUT_SIZE = size
+
+
 def test_tiny_training_run_loss_falls(tmp_path):
     """A few steps on synthetic identities (colour/pattern per identity): the loss falls."""
-    import train.model as tm
     tf.keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     n_id, per = 8, 4
@@ -135,12 +146,7 @@ def test_tiny_training_run_loss_falls(tmp_path):
     imgs = np.kron(imgs, np.ones((1, 4, 4, 1))).astype(np.float32)      # 64x64
     imgs = np.clip(imgs + rng.normal(0, 10, imgs.shape), 0, 255)
     labels = np.repeat(np.arange(n_id), per)
-    tm_size = tm.INPUT_SIZE
-    tm.INPUT_SIZE = 64
-    try:
-        model = tm.build_embedder(32, width=0.25, stages=((32, 2, 1, 2),), head_ch=64)
-    finally:
-        tm.INPUT_SIZE = tm_size
+    model = tiny_embedder(32, 64)
     opt = tf.keras.optimizers.Adam(3e-3)
     x, y = tf.constant(imgs), tf.constant(labels)
 
@@ -160,12 +166,7 @@ def test_tiny_training_run_loss_falls(tmp_path):
 def test_flip_averaged_model_is_mirror_invariant_and_unit_length():
     import train.model as tm
 
-    tm_size = tm.INPUT_SIZE
-    tm.INPUT_SIZE = 64
-    try:
-        base = tm.build_embedder(16, width=0.25, stages=((32, 2, 1, 2),), head_ch=32)
-    finally:
-        tm.INPUT_SIZE = tm_size
+    base = tiny_embedder(16, 32)
     model = tm.flip_averaged(base)
     x = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3)).astype(np.float32)
     a, b = model(x).numpy(), model(x[:, :, ::-1]).numpy()
