@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     samples = fetch_samples()
     print(f"sample photos: {samples}")
     clip = out / "door.avi"
-    make_clip(samples, clip, BlazeFaceDetector("models/face_detection_short_range.tflite"))
+    truth = make_clip(samples, clip, BlazeFaceDetector("models/face_detection_short_range.tflite"))
     print(f"generated clip: {clip} ({sum(s for s, _ in SCRIPT):.1f} s at {FPS} fps: "
           + ", ".join(n.removesuffix(".jpg") if n else "empty" for _, n in SCRIPT) + ")")
     common = ["--config", str(Path(__file__).with_name("default.toml")), "--state-dir", str(state),
@@ -144,7 +144,6 @@ def main(argv=None) -> int:
     code = cli.main(["run", *common, "--source", str(clip), "--relay", "mock", "--events-out", str(events),
                      "--timeline", *([] if args.fast else ["--realtime"])])
     print("\naccess decisions:")
-    truth = [n for s, n in SCRIPT for _ in range(int(round(s * FPS)))]
     for line in events.read_text().splitlines():
         e = json.loads(line)
         shown = truth[e["frame"]] if e["frame"] < len(truth) else None

@@ -18,13 +18,8 @@ def small_model(tmp_path_factory):
     from train.losses import batch_hard_triplet as batch_hard
 
     d = tmp_path_factory.mktemp("model")
-    old = tm.INPUT_SIZE
-    tm.INPUT_SIZE = 64
-    try:
-        tf.keras.utils.set_random_seed(0)
-        m = tm.build_embedder(32, width=0.25, stages=((32, 2, 1, 2), (48, 2, 1, 2)), head_ch=64)
-    finally:
-        tm.INPUT_SIZE = old
+    tf.keras.utils.set_random_seed(0)
+    m = tm.build_embedder(32, width=0.25, stages=((32, 2, 1, 2), (48, 2, 1, 2)), head_ch=64, input_size=64)
     data = np.load(face_cache(d / "train.npz"))
     x = tf.constant(np.stack([resize_crop(c, 64) for c in data["crops"]]).astype(np.float32))
     y = tf.constant(np.unique(data["persons"], return_inverse=True)[1])

@@ -128,12 +128,7 @@ def tiny_embedder(dim: int, head_ch: int):
     """The real architecture, tiny: 64x64 input, one stage."""
     import train.model as tm
 
-    size = tm.INPUT_SIZE
-    tm.INPUT_SIZE = 64
-    try:
-        return tm.build_embedder(dim, width=0.25, stages=((32, 2, 1, 2),), head_ch=head_ch)
-    finally:
-        tm.INPUT_SIZE = size
+    return tm.build_embedder(dim, width=0.25, stages=((32, 2, 1, 2),), head_ch=head_ch, input_size=64)
 
 
 def test_tiny_training_run_loss_falls(tmp_path):

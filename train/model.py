@@ -43,10 +43,10 @@ STAGES_DEFAULT = ((64, 2, 3, 2), (96, 2, 4, 2), (128, 2, 2, 2))
 
 
 def build_embedder(embedding_dim: int = 128, width: float = 1.0, stages=STAGES_DEFAULT, head_ch: int = 384,
-                   dropout: float = 0.0, name: str = "doorface_embedder") -> keras.Model:
-    """uint8-valued (N, 112, 112, 3) RGB -> (N, embedding_dim) L2-normalised embedding."""
+                   dropout: float = 0.0, name: str = "doorface_embedder", input_size: int = INPUT_SIZE) -> keras.Model:
+    """uint8-valued (N, input_size, input_size, 3) RGB -> (N, embedding_dim) L2-normalised embedding."""
     w = lambda c: max(8, int(round(c * width / 8)) * 8)  # noqa: E731
-    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    inp = keras.Input((input_size, input_size, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalise")(inp)
     x = _conv_bn(x, w(32), 3, 2, "stem")                  # 56x56
     x = _dw_bn(x, 1, "stem2")

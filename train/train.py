@@ -157,10 +157,7 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
     data = prepare_data(cfg, progress)
     ds, sampler = make_dataset(data, cfg, run["seed"])
     m = cfg["model"]
-    import train.model as tmodel
-
-    tmodel.INPUT_SIZE = m["input_size"]
-    model = build_embedder(m["embedding_dim"], m["width"], head_ch=m["head_channels"])
+    model = build_embedder(m["embedding_dim"], m["width"], head_ch=m["head_channels"], input_size=m["input_size"])
     o = cfg["optim"]
     total = o["epochs"] * o["steps_per_epoch"]
     warm = o["warmup_epochs"] * o["steps_per_epoch"]
