@@ -1,9 +1,12 @@
 """Training pieces: losses and mining on hand-made embeddings, the sampler, the metrics, a tiny run whose loss falls."""
+import json
+
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from conftest import ROOT  # noqa: E402
 from train import losses  # noqa: E402
 from train.metrics import best_threshold, kfold_accuracy, roc, tar_at_far  # noqa: E402
 from train.sampler import PKSampler  # noqa: E402
@@ -169,3 +172,21 @@ def test_flip_averaged_model_is_mirror_invariant_and_unit_length():
     np.testing.assert_allclose(a, b, atol=1e-5)                 # a face and its mirror image: one embedding
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert model.count_params() == base.count_params()          # same weights, used twice
+
+
+def test_real_lfw_pairs_resolve_and_the_holdout_is_disjoint(lfw):
+    """On the shared LFW subset: every image the dev pairs name is in the archive, and holding out folds 1-2
+    leaves training identities that never appear in those folds' pairs (the honest-evaluation split)."""
+    from train.data import list_items, pair_identities, read_pairs
+
+    pairs = read_pairs(lfw / "pairs-dev.txt")
+    keys = {i.key for i in list_items(lfw / "lfw-deepfunneled-train.tgz")}
+    assert pairs and all(p.key_a in keys and p.key_b in keys for p in pairs)
+    assert {p.fold for p in pairs} >= {0, 1}
+    held = pair_identities(pairs, {0, 1})
+    train_people = {k.split("/")[0] for k in keys} - held
+    # The shipped model's recorded split is this one (its metrics are on exactly these unseen people).
+    shipped = json.loads((ROOT / "models" / "train-data.json").read_text())
+    assert shipped["held_out_folds"] == [1, 2] and shipped["held_out_identities"] == len(held)
+    assert shipped["train_identities"] == len(train_people)
+    assert sum(p.same for p in pairs if p.fold in (0, 1)) == sum(not p.same for p in pairs if p.fold in (0, 1))
