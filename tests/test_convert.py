@@ -76,6 +76,7 @@ def test_converts_int8_with_parity_and_sidecars(small_model, tmp_path):
     # Full integer: no float ops left between the quantize/dequantize ends.
     ops = parity["variants"]["int8"]["ops"]
     assert "CONV_2D" in ops and "DEPTHWISE_CONV_2D" in ops
+    assert "SHAPE" not in ops                               # the mirror split is static (train.model.flip_averaged)
     # The edge loads it and agrees with Keras (the exported function: the face plus its mirror image).
     from train.model import flip_averaged
 

@@ -174,6 +174,33 @@ def test_flip_averaged_model_is_mirror_invariant_and_unit_length():
     assert model.count_params() == base.count_params()          # same weights, used twice
 
 
+def test_init_copies_a_previous_run_and_refuses_another_architecture(tmp_path):
+    """optim.init (fine-tuning a previous run): same architecture -> identical outputs; different -> clear error."""
+    from train.train import init_weights
+
+    tf.keras.utils.set_random_seed(1)
+    previous = tiny_embedder(16, 32)
+    previous.save(tmp_path / "previous.keras")
+    x = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    fresh = tiny_embedder(16, 32)
+    assert not np.allclose(fresh(x).numpy(), previous(x).numpy(), atol=1e-3)
+    init_weights(fresh, tmp_path / "previous.keras")
+    np.testing.assert_allclose(fresh(x).numpy(), previous(x).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="architecture differs"):
+        init_weights(tiny_embedder(8, 32), tmp_path / "previous.keras")
+
+
+def test_config_validates_and_every_shipped_config_loads():
+    from train import config
+
+    for path in sorted((ROOT / "train" / "configs").glob("*.toml")):
+        cfg = config.load(path)
+        text = path.read_text()
+        assert all(f"\n{k} =" in text for sec in cfg.values() for k in sec), f"{path.name} must list every key"
+    with pytest.raises(ValueError, match="unknown key optim.init_from"):
+        config.load(None, {"optim.init_from": "x"})
+
+
 def test_real_lfw_pairs_resolve_and_the_holdout_is_disjoint(lfw):
     """On the shared LFW subset: every image the dev pairs name is in the archive, and holding out folds 1-2
     leaves training identities that never appear in those folds' pairs (the honest-evaluation split)."""

@@ -92,6 +92,8 @@ def flip_averaged(model: keras.Model) -> keras.Model:
     inp = keras.Input(model.input_shape[1:], name="image")
     both = layers.Lambda(lambda t: tf.concat([t, tf.reverse(t, axis=[2])], axis=0), name="with_mirror")(inp)
     emb = model(both)
-    summed = layers.Lambda(lambda e: e[:tf.shape(e)[0] // 2] + e[tf.shape(e)[0] // 2:], name="sum_mirror")(emb)
+    # SPLIT into two halves and ADD: a static split, so the exported graph has no SHAPE/FLOOR_DIV/STRIDED_SLICE ops
+    # computing the halves at run time.
+    summed = layers.Lambda(lambda e: tf.add(*tf.split(e, 2, axis=0)), name="sum_mirror")(emb)
     out = layers.UnitNormalization(axis=-1, name="l2norm_mirror")(summed)
     return keras.Model(inp, out, name=f"{model.name}_flipavg")

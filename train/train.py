@@ -139,6 +139,17 @@ def plot_curves(history: list, path) -> None:
     plt.close(fig)
 
 
+def init_weights(model, path) -> None:
+    """Copy the weights of a saved model of the same architecture into ``model`` (fine-tuning a previous run)."""
+    from tensorflow import keras
+
+    src = keras.models.load_model(path, compile=False, safe_mode=False)
+    theirs, ours = src.get_weights(), model.get_weights()
+    if [w.shape for w in theirs] != [w.shape for w in ours]:
+        raise ValueError(f"{path}: architecture differs from [model] of this config")
+    model.set_weights(theirs)
+
+
 def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
     import tensorflow as tf
     from tqdm import tqdm
@@ -177,6 +188,9 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
         if (out / "history.json").exists():
             history = json.loads((out / "history.json").read_text())["epochs"]
         print(f"resumed from {manager.latest_checkpoint} (epoch {int(epoch_var.numpy())})")
+    elif o["init"]:
+        init_weights(model, o["init"])
+        print(f"initialised from {o['init']}")
 
     lw = cfg["loss"]
     metric_fn = losses.METRIC_LOSSES[lw["metric"]]
@@ -254,6 +268,13 @@ def main(argv=None) -> int:
         print(f"train: dataset not found: {cfg['data']['dataset']} (see train/data.py download_lfw)",
               file=sys.stderr)
         return 2
-    result = train(cfg, args.out, args.resume)
+    if cfg["optim"]["init"] and not os.path.exists(cfg["optim"]["init"]):
+        print(f"train: optim.init not found: {cfg['optim']['init']}", file=sys.stderr)
+        return 2
+    try:
+        result = train(cfg, args.out, args.resume)
+    except ValueError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
     print(f"model: {result['model']}")
     return 0
