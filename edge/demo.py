@@ -8,7 +8,7 @@ obama3.jpg, biden.jpg), fetched once into the cache. Obama is enrolled from obam
 re-captures obama.jpg the way a door camera sees an enrolled person again (every frame a new small rotation, scale,
 shift, exposure, sensor noise and MJPG compression), shows biden.jpg (never enrolled), and shows obama3.jpg, a
 different photo of him taken years apart: whether that one opens the door depends on the model's accuracy (the
-shipped model, 86% on held-out LFW pairs, does not reach its FAR 1e-4 threshold on it: a false reject, the door stays
+shipped model, see models/README.md, does not reach its FAR 1e-4 threshold on it: a false reject, the door stays
 shut). The demo prints the score of every decision, so what the model does is visible, not assumed.
 """
 from __future__ import annotations

@@ -143,7 +143,7 @@ def init_weights(model, path) -> None:
     """Copy the weights of a saved model of the same architecture into ``model`` (fine-tuning a previous run)."""
     from tensorflow import keras
 
-    src = keras.models.load_model(path, compile=False, safe_mode=False)
+    src = keras.models.load_model(path, compile=False)
     theirs, ours = src.get_weights(), model.get_weights()
     if [w.shape for w in theirs] != [w.shape for w in ours]:
         raise ValueError(f"{path}: architecture differs from [model] of this config")
