@@ -103,6 +103,33 @@ def test_metrics_on_synthetic_scores():
     assert roc(rng.random(4000), rng.random(4000) < 0.5)[3] == pytest.approx(0.5, abs=0.05)
 
 
+def test_fit_report_splits_training_and_held_out_identities():
+    from train.data import Pair
+    from train.fit import fit_report
+
+    # Four people, two images each: a, b trained on (fold 1), c, d held out (fold 0).
+    keys = [f"{p}/{p}_{i}.jpg" for p in "abcd" for i in (1, 2)]
+    train_mask = np.array([k[0] in "ab" for k in keys])
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(8, 16))
+    # The student copies the teacher on training images (cosine 1) and is orthogonal-ish noise on held-out ones,
+    # except that it still matches each held-out person's second image to their first.
+    student = teacher.copy()
+    student[4:] = rng.normal(size=(4, 16))
+    student[5], student[7] = student[4], student[6]
+    pairs = [Pair(keys[0], keys[1], True, 1), Pair(keys[0], keys[2], False, 1),
+             Pair(keys[4], keys[5], True, 0), Pair(keys[4], keys[6], False, 0)]
+    rep = fit_report(student, teacher, train_mask, keys, pairs, {0})
+    assert rep["train"]["images"] == 4 and rep["held_out"]["images"] == 4
+    assert rep["train"]["teacher_cosine"] == pytest.approx(1.0)
+    held_cos = np.mean([student[i] @ teacher[i] / np.linalg.norm(student[i]) / np.linalg.norm(teacher[i])
+                        for i in range(4, 8)])
+    assert rep["held_out"]["teacher_cosine"] == pytest.approx(held_cos)
+    assert rep["train"]["student"]["pairs"] == 2 and rep["held_out"]["student"]["pairs"] == 2
+    # Held-out genuine pair has cosine 1 in the student: the single fold's own threshold separates it.
+    assert rep["held_out"]["student"]["accuracy"] == 1.0
+
+
 def test_augmentation_keeps_shape_and_range():
     from train.augment import AugmentConfig, augment
 
