@@ -1,6 +1,6 @@
 """Convert a trained embedder to TFLite, prove int8 matches float, and write the sidecars.
 
-    python -m convert runs/stage3/model.keras --out models --quant int8 \
+    python -m convert runs/stage4/model.keras --out models --quant int8 \
         --eval-cache .cache/lfw-deepfunneled-train-aligned.npz --pairs ../shared/data/lfw/pairs-dev.txt --folds 1,2
 
 Writes ``NAME-float32.tflite`` (always: the baseline) and ``NAME-QUANT.tflite``, each with its ``.json`` sidecar,
