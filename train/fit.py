@@ -16,23 +16,11 @@ import sys
 
 import numpy as np
 
-from train.metrics import kfold_accuracy
+from train.metrics import pair_accuracy
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def pair_accuracy(emb: np.ndarray, keys, pairs) -> dict:
-    """k-fold accuracy of cosine scores over the pairs whose two images are both in ``keys``."""
-    at = {k: i for i, k in enumerate(keys)}
-    rows = [(p, at[p.key_a], at[p.key_b]) for p in pairs if p.key_a in at and p.key_b in at]
-    if not rows:
-        return {"pairs": 0, "accuracy": float("nan")}
-    e = _unit(emb)
-    scores = [float(e[a] @ e[b]) for _, a, b in rows]
-    acc = kfold_accuracy(scores, [p.same for p, _, _ in rows], [p.fold for p, _, _ in rows])
-    return {"pairs": len(rows), "accuracy": acc["accuracy"]}
 
 
 def fit_report(student: np.ndarray, teacher: np.ndarray, train_mask, keys, pairs, holdout_folds0) -> dict:

@@ -3,6 +3,7 @@
 - :func:`kfold_accuracy`: LFW protocol: per fold, the threshold that maximises accuracy on the other folds.
 - :func:`roc`: false-accept and true-accept rates over all thresholds, with AUC and EER.
 - :func:`tar_at_far`: true-accept rate and threshold at a target false-accept rate.
+- :func:`pair_accuracy`: k-fold accuracy of cosine scores of embeddings on LFW-style pairs.
 """
 from __future__ import annotations
 
@@ -103,3 +104,15 @@ def verification_report(pair_scores, pair_labels, pair_folds, genuine, impostor,
         out["at_far"][f"{f:g}"] = {"tar": t, "threshold": th, "far": achieved,
                                    "resolvable": bool(len(impostor) * f >= 1)}
     return out
+
+
+def pair_accuracy(emb: np.ndarray, keys, pairs) -> dict:
+    """k-fold accuracy of cosine scores over the pairs whose two images are both in ``keys``."""
+    at = {k: i for i, k in enumerate(keys)}
+    rows = [(p, at[p.key_a], at[p.key_b]) for p in pairs if p.key_a in at and p.key_b in at]
+    if not rows:
+        return {"pairs": 0, "accuracy": float("nan")}
+    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    scores = [float(e[a] @ e[b]) for _, a, b in rows]
+    acc = kfold_accuracy(scores, [p.same for p, _, _ in rows], [p.fold for p, _, _ in rows])
+    return {"pairs": len(rows), "accuracy": acc["accuracy"]}

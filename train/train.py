@@ -105,18 +105,15 @@ def embed_images(model, images, batch=256):
 
 def holdout_accuracy(model, data: dict, folds0) -> float:
     """k-fold accuracy on the held-out folds' pairs (for the training curve; not used to pick a checkpoint)."""
-    from train.metrics import kfold_accuracy
+    from train.metrics import pair_accuracy
 
     pairs = [p for p in data["pairs"] if p.fold in folds0]
-    if not pairs:
-        return float("nan")
     index = {k: i for i, k in enumerate(data["keys"])}
     needed = sorted({index[k] for p in pairs for k in (p.key_a, p.key_b) if k in index})
-    emb = dict(zip(needed, embed_images(model, data["images"][needed])))
-    rows = [(p, index.get(p.key_a), index.get(p.key_b)) for p in pairs]
-    rows = [(p, a, b) for p, a, b in rows if a is not None and b is not None]
-    scores = [float(emb[a] @ emb[b]) for _, a, b in rows]
-    return kfold_accuracy(scores, [p.same for p, _, _ in rows], [p.fold for p, _, _ in rows])["accuracy"]
+    if not needed:
+        return float("nan")
+    emb = embed_images(model, data["images"][needed])
+    return pair_accuracy(emb, [data["keys"][i] for i in needed], pairs)["accuracy"]
 
 
 def plot_curves(history: list, path) -> None:
