@@ -244,3 +244,26 @@ def test_real_lfw_pairs_resolve_and_the_holdout_is_disjoint(lfw):
     assert shipped["held_out_folds"] == [1, 2] and shipped["held_out_identities"] == len(held)
     assert shipped["train_identities"] == len(train_people)
     assert sum(p.same for p in pairs if p.fold in (0, 1)) == sum(not p.same for p in pairs if p.fold in (0, 1))
+
+
+def test_morphs_ride_at_the_end_of_each_batch_with_their_teacher_rows():
+    """make_dataset puts batch.morphs bank items after the p x k real images, label -1 (the metric loss is given
+    only the first sampler.batch_size items), each with its own teacher embedding."""
+    from train.train import make_dataset
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 3)
+    data = {"images": rng.integers(0, 255, (12, 16, 16, 3), dtype=np.uint8), "labels": labels,
+            "teacher": np.eye(12, 8, dtype=np.float32), "train_mask": np.ones(12, bool),
+            "morph_images": np.zeros((5, 16, 16, 3), np.uint8),
+            "morph_teacher": np.tile(np.arange(5, dtype=np.float32)[:, None] + 100, (1, 8))}
+    cfg = {"batch": {"p": 2, "k": 2, "singletons": 0, "morphs": 3},
+           "augment": {k: 0.0 for k in ("flip", "affine", "photometric", "low_light", "blur", "jpeg", "grayscale",
+                                        "occlusion")}}
+    ds, sampler = make_dataset(data, cfg, seed=0)
+    x, y, t = next(iter(ds))
+    assert sampler.batch_size == 4 and x.shape == (7, 16, 16, 3)
+    y, t = y.numpy(), t.numpy()
+    assert (y[:4] >= 0).all() and (y[4:] == -1).all()
+    assert (t[4:, 0] >= 100).all() and (t[:4] <= 1).all()
+    assert (x.numpy()[4:] == 0).all()

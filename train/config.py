@@ -11,11 +11,11 @@ except ModuleNotFoundError:  # Python < 3.11
 
 DEFAULTS = {
     "data": {"dataset": "", "pairs": "", "holdout_folds": [1, 2], "cache_dir": ".cache",
-             "detector": "models/face_detection_short_range.tflite"},
+             "detector": "models/face_detection_short_range.tflite", "morphs": 0, "morph_seed": 0},
     "model": {"input_size": 96, "embedding_dim": 128, "width": 1.0, "head_channels": 384},
     "loss": {"metric": "batch_hard", "margin": 0.2, "metric_weight": 1.0, "teacher": "dlib",
              "distill_weight": 1.0, "relational_weight": 2.0},
-    "batch": {"p": 32, "k": 4, "singletons": 32},
+    "batch": {"p": 32, "k": 4, "singletons": 32, "morphs": 0},
     "optim": {"epochs": 10, "steps_per_epoch": 100, "lr": 0.003, "weight_decay": 1e-4, "warmup_epochs": 1,
               "init": ""},
     "augment": {"flip": 0.5, "affine": 0.7, "photometric": 0.8, "low_light": 0.15, "blur": 0.2, "jpeg": 0.25,
@@ -46,6 +46,12 @@ def load(path, overrides: dict = None) -> dict:
             raise ValueError(f"{sec}.{key} must be one of {', '.join(allowed)}, not {cfg[sec][key]!r}")
     if cfg["model"]["input_size"] not in (64, 80, 96, 112):
         raise ValueError("model.input_size must be 64, 80, 96 or 112")
+    if cfg["batch"]["morphs"] and not cfg["data"]["morphs"]:
+        raise ValueError("batch.morphs needs a morph bank: set data.morphs")
+    if cfg["batch"]["morphs"] and cfg["loss"]["teacher"] == "none":
+        raise ValueError("batch.morphs needs a teacher: morphs feed the distillation losses only")
+    if cfg["batch"]["morphs"] < 0 or cfg["data"]["morphs"] < 0:
+        raise ValueError("data.morphs and batch.morphs must be >= 0")
     if cfg["batch"]["k"] < 2 or cfg["batch"]["p"] < 2:
         raise ValueError("batch.p and batch.k must be at least 2")
     return cfg

@@ -24,8 +24,9 @@ from train.bnrecal import recalibrate_bn
 from train.sampler import PKSampler
 
 
-def prepare_data(cfg: dict, progress: bool = True) -> dict:
-    """Aligned crops (resized to the model input), labels, teacher embeddings and the held-out split."""
+def prepare_data(cfg: dict, progress: bool = True, with_morphs: bool = True) -> dict:
+    """Aligned crops (resized to the model input), labels, teacher embeddings, the held-out split and, when the
+    config asks for them, the morph bank (``morph_images``, ``morph_teacher``; see train/morph.py)."""
     from train.preprocess import load_cache, preprocess
 
     d = cfg["data"]
@@ -59,16 +60,28 @@ def prepare_data(cfg: dict, progress: bool = True) -> dict:
         folds0 = {f - 1 for f in d["holdout_folds"]}
         held = pair_identities(pairs, folds0)
     train_mask = np.array([p not in held for p in persons])
+    morph_images = morph_teacher = None
     if teacher is not None:
         # dlib's embeddings share a large common component (mean cosine between different people 0.84 here);
         # distilling that makes every student embedding nearly the same, which BN statistics and int8 then
         # destroy. Centre on the training images' mean (no held-out identity involved): impostor cosine -> 0.01.
-        teacher = teacher - teacher[train_mask].mean(axis=0, keepdims=True)
+        mean = teacher[train_mask].mean(axis=0, keepdims=True)
+        teacher = teacher - mean
+        if with_morphs and d["morphs"]:
+            from train.morph import bank_path, build_bank, load_bank
+
+            path = bank_path(cfg)
+            if not path.exists():
+                build_bank(d["dataset"], cache, train_mask, d["morphs"], d["morph_seed"], path, progress=progress)
+            bank = load_bank(path, held)
+            morph_images = np.stack([resize_crop(c, size) for c in bank["crops"]])
+            morph_teacher = bank["teacher"] - mean   # the same centre as the real images'
     names = sorted(set(persons[train_mask]))
     label_of = {n: i for i, n in enumerate(names)}
     return {"images": images, "persons": persons, "keys": keys, "teacher": teacher, "train_mask": train_mask,
             "labels": np.array([label_of.get(p, -1) for p in persons]), "held_identities": held,
-            "pairs": pairs, "detected": cache["detected"]}
+            "pairs": pairs, "detected": cache["detected"], "morph_images": morph_images,
+            "morph_teacher": morph_teacher}
 
 
 def make_dataset(data: dict, cfg: dict, seed: int):
@@ -83,11 +96,16 @@ def make_dataset(data: dict, cfg: dict, seed: int):
     images = data["images"]
     teacher = data["teacher"] if data["teacher"] is not None else np.zeros((len(images), 128), np.float32)
     tdim = teacher.shape[1]
+    n_morph = b["morphs"] if data.get("morph_images") is not None else 0
+    rng = np.random.default_rng(seed + 1)
 
     def gen():
         for batch in sampler:
             for j in idx_train[batch]:
                 yield images[j], data["labels"][j], teacher[j]
+            # Morphs last, label -1: the metric loss sees only the first sampler.batch_size items.
+            for j in rng.integers(0, len(data["morph_images"]), n_morph) if n_morph else ():
+                yield data["morph_images"][j], -1, data["morph_teacher"][j]
 
     size = images.shape[1]
     sig = (tf.TensorSpec((size, size, 3), tf.uint8), tf.TensorSpec((), tf.int64), tf.TensorSpec((tdim,), tf.float32))
@@ -95,7 +113,7 @@ def make_dataset(data: dict, cfg: dict, seed: int):
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
     ds = ds.map(lambda x, y, t: (augment(tf.cast(x, tf.float32), aug_cfg), y, t),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(sampler.batch_size).prefetch(2), sampler
+    return ds.batch(sampler.batch_size + n_morph).prefetch(2), sampler
 
 
 def embed_images(model, images, batch=256):
@@ -192,13 +210,14 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
     lw = cfg["loss"]
     metric_fn = losses.METRIC_LOSSES[lw["metric"]]
     use_teacher = data["teacher"] is not None
+    n_real = sampler.batch_size   # then the batch's morphs, if any (distillation losses only)
 
     @tf.function
     def step(x, y, t, lr):
         opt.learning_rate.assign(lr)
         with tf.GradientTape() as tape:
             emb = model(x, training=True)
-            ml = metric_fn(emb, y, lw["margin"])
+            ml = metric_fn(emb[:n_real], y[:n_real], lw["margin"])
             dl = losses.distillation(emb, t) if use_teacher else tf.constant(0.0)
             rl = losses.relational(emb, t) if use_teacher else tf.constant(0.0)
             loss = lw["metric_weight"] * ml + lw["distill_weight"] * dl + lw["relational_weight"] * rl
@@ -242,6 +261,8 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
         "held_out_folds": cfg["data"]["holdout_folds"], "teacher": cfg["loss"]["teacher"],
         "detected_faces": int(np.asarray(data["detected"]).sum()), "batch_size": sampler.batch_size,
         "steps": total, "params": int(model.count_params()),
+        "morphs": int(0 if data["morph_images"] is None else len(data["morph_images"])),
+        "morphs_per_batch": int(cfg["batch"]["morphs"]),
     }
     (out / "data.json").write_text(json.dumps(summary, indent=1))
     return {"model": str(out / "model.keras"), "history": history, "data": summary}
