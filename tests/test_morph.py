@@ -41,7 +41,8 @@ class MeanColourTeacher:
         return rgb[y0:y1, x0:x1].reshape(-1, 3).mean(0).astype(np.float32)
 
 
-def test_bank_of_a_folder_tree_and_its_held_out_guard(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bank_of_a_folder_tree_and_its_held_out_guard(tmp_path, workers):
     colours = {"ann": (250, 0, 0), "bob": (0, 250, 0), "cat": (0, 0, 250)}
     keys, persons = [], []
     for name, c in colours.items():
@@ -56,7 +57,7 @@ def test_bank_of_a_folder_tree_and_its_held_out_guard(tmp_path):
     mask = np.array([True, True, False])      # cat is held out
     out = tmp_path / "bank.npz"
     bank = build_bank(tmp_path / "data", cache, mask, 6, seed=1, out=out, teacher=MeanColourTeacher(),
-                      workers=1, progress=False)
+                      workers=workers, progress=False)
     assert bank["crops"].shape == (6, 112, 112, 3) and bank["teacher"].shape == (6, 3)
     for a, b, lam, t in zip(bank["parent_a"], bank["parent_b"], bank["lam"], bank["teacher"]):
         ca, cb = np.array(colours[a.split("/")[0]]), np.array(colours[b.split("/")[0]])

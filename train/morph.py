@@ -89,20 +89,15 @@ def build_bank(dataset, cache: dict, train_mask: np.ndarray, n: int, seed: int, 
     crops = np.zeros((n, 112, 112, 3), np.uint8)
     emb = None
     jobs = list(zip(range(n), a, b, lam))
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     try:
-        if workers > 1:
-            ctx = mp.get_context("fork")
-            with ctx.Pool(workers) as pool:
-                results = pool.imap_unordered(_work, jobs, chunksize=16)
-                for i, crop, e in tqdm(results, total=n, desc="morphs", disable=not progress):
-                    emb = np.zeros((n, len(e)), np.float32) if emb is None else emb
-                    crops[i], emb[i] = crop, e
-        else:
-            for job in tqdm(jobs, desc="morphs", disable=not progress):
-                i, crop, e = _work(job)
-                emb = np.zeros((n, len(e)), np.float32) if emb is None else emb
-                crops[i], emb[i] = crop, e
+        results = pool.imap_unordered(_work, jobs, chunksize=16) if pool else map(_work, jobs)
+        for i, crop, e in tqdm(results, total=n, desc="morphs", disable=not progress):
+            emb = np.zeros((n, len(e)), np.float32) if emb is None else emb
+            crops[i], emb[i] = crop, e
     finally:
+        if pool:
+            pool.terminate()
         _W.clear()
     bank = {"crops": crops, "teacher": emb, "parent_a": keys[a], "parent_b": keys[b], "lam": lam}
     out = Path(out)
