@@ -76,3 +76,15 @@ def test_config_morph_keys_are_checked():
         config.load(None, {"batch.morphs": "8"})
     with pytest.raises(ValueError, match="needs a teacher"):
         config.load(None, {"batch.morphs": "8", "data.morphs": "100", "loss.teacher": "none"})
+
+
+def test_cli_refuses_a_missing_dataset_or_no_morphs(tmp_path, capsys):
+    from train.morph import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[data]\ndataset = "no/such.tgz"\nmorphs = 10\n')
+    assert main(["--config", str(cfg)]) == 2
+    assert "dataset not found" in capsys.readouterr().err
+    cfg.write_text(f'[data]\ndataset = "{tmp_path}"\n')
+    assert main(["--config", str(cfg)]) == 2
+    assert "asks for no morphs" in capsys.readouterr().err

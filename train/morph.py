@@ -140,6 +140,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as exc:
         print(f"train.morph: {exc}", file=sys.stderr)
         return 2
+    if not cfg["data"]["dataset"] or not os.path.exists(cfg["data"]["dataset"]):
+        print(f"train.morph: dataset not found: {cfg['data']['dataset']!r}", file=sys.stderr)
+        return 2
     if cfg["data"]["morphs"] <= 0:
         print(f"train.morph: {args.config} asks for no morphs (data.morphs = 0)", file=sys.stderr)
         return 2
