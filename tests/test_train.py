@@ -267,3 +267,16 @@ def test_morphs_ride_at_the_end_of_each_batch_with_their_teacher_rows():
     assert (y[:4] >= 0).all() and (y[4:] == -1).all()
     assert (t[4:, 0] >= 100).all() and (t[:4] <= 1).all()
     assert (x.numpy()[4:] == 0).all()
+
+
+def test_an_empty_or_missing_dataset_path_is_a_one_line_error(tmp_path, capsys):
+    from train.data import list_items
+    from train.preprocess import main
+
+    with pytest.raises(FileNotFoundError, match="no dataset given"):
+        list_items("")              # not the working directory read as a folder-per-identity tree
+    assert main(["", "--out", str(tmp_path / "c.npz")]) == 2
+    assert main([str(tmp_path / "missing.tgz"), "--out", str(tmp_path / "c.npz")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["train.preprocess: no dataset given", f"train.preprocess: no such dataset: {tmp_path}/missing.tgz"]
+    assert not (tmp_path / "c.npz").exists()

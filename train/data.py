@@ -47,6 +47,8 @@ def _key(person: str, filename: str) -> str:
 
 def list_items(source) -> List[Item]:
     """All images of an archive or a folder tree, sorted by key."""
+    if not str(source):   # Path("") is the working directory, never a dataset
+        raise FileNotFoundError("no dataset given")
     source = Path(source)
     items = []
     if source.is_file():

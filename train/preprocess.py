@@ -99,7 +99,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="cache file (.npz)")
     ap.add_argument("--detector", default=DEFAULT_DETECTOR)
     args = ap.parse_args(argv)
-    stats = preprocess(args.dataset, args.out, args.detector)
+    try:
+        stats = preprocess(args.dataset, args.out, args.detector)
+    except FileNotFoundError as exc:
+        print(f"train.preprocess: {exc}", file=sys.stderr)
+        return 2
     print(f"{stats['images']} images: {stats['detected']} detected, {stats['fallback']} centred fallback, "
           f"{stats['unreadable']} unreadable -> {args.out}")
     return 0
