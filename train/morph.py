@@ -89,7 +89,9 @@ def build_bank(dataset, cache: dict, train_mask: np.ndarray, n: int, seed: int, 
     crops = np.zeros((n, 112, 112, 3), np.uint8)
     emb = None
     jobs = list(zip(range(n), a, b, lam))
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    # Workers share the decoded images by forking; where there is no fork (Windows) the bank is built serially.
+    fork = workers > 1 and "fork" in mp.get_all_start_methods()
+    pool = mp.get_context("fork").Pool(workers) if fork else None
     try:
         results = pool.imap_unordered(_work, jobs, chunksize=16) if pool else map(_work, jobs)
         for i, crop, e in tqdm(results, total=n, desc="morphs", disable=not progress):
