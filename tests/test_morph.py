@@ -75,7 +75,7 @@ def test_config_morph_keys_are_checked():
     with pytest.raises(ValueError, match="needs a morph bank"):
         config.load(None, {"batch.morphs": "8"})
     with pytest.raises(ValueError, match="needs a teacher"):
-        config.load(None, {"batch.morphs": "8", "data.morphs": "100", "loss.teacher": "none"})
+        config.load(None, {"data.morphs": "100", "loss.teacher": "none"})
 
 
 def test_cli_refuses_a_missing_dataset_or_no_morphs(tmp_path, capsys):

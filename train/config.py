@@ -48,8 +48,8 @@ def load(path, overrides: dict = None) -> dict:
         raise ValueError("model.input_size must be 64, 80, 96 or 112")
     if cfg["batch"]["morphs"] and not cfg["data"]["morphs"]:
         raise ValueError("batch.morphs needs a morph bank: set data.morphs")
-    if cfg["batch"]["morphs"] and cfg["loss"]["teacher"] == "none":
-        raise ValueError("batch.morphs needs a teacher: morphs feed the distillation losses only")
+    if cfg["data"]["morphs"] and cfg["loss"]["teacher"] == "none":
+        raise ValueError("data.morphs needs a teacher: it labels the morphs, which feed the distillation losses only")
     if cfg["batch"]["morphs"] < 0 or cfg["data"]["morphs"] < 0:
         raise ValueError("data.morphs and batch.morphs must be >= 0")
     if cfg["batch"]["k"] < 2 or cfg["batch"]["p"] < 2:

@@ -135,27 +135,24 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m train.morph", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="training config whose [data] morphs/morph_seed to build")
-    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     try:
         cfg = cfgmod.load(args.config)
     except (ValueError, OSError) as exc:
         print(f"train.morph: {exc}", file=sys.stderr)
         return 2
-    if not cfg["data"]["dataset"] or not os.path.exists(cfg["data"]["dataset"]):
+    if not os.path.exists(cfg["data"]["dataset"]):
         print(f"train.morph: dataset not found: {cfg['data']['dataset']!r}", file=sys.stderr)
         return 2
     if cfg["data"]["morphs"] <= 0:
         print(f"train.morph: {args.config} asks for no morphs (data.morphs = 0)", file=sys.stderr)
         return 2
     out = bank_path(cfg)
-    data = prepare_data(cfg, with_morphs=False)
-    from train.preprocess import load_cache
-
-    stem = Path(cfg["data"]["dataset"]).name.split(".")[0]
-    cache = load_cache(Path(cfg["data"]["cache_dir"]) / f"{stem}-aligned.npz")
-    build_bank(cfg["data"]["dataset"], cache, data["train_mask"], cfg["data"]["morphs"], cfg["data"]["morph_seed"],
-               out, workers=args.workers)
+    try:
+        prepare_data(cfg)   # aligns and embeds the real images if needed, then builds (or checks) the bank
+    except ValueError as exc:
+        print(f"train.morph: {exc}", file=sys.stderr)
+        return 2
     print(f"{cfg['data']['morphs']} morphs -> {out}")
     return 0
 

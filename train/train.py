@@ -24,7 +24,7 @@ from train.bnrecal import recalibrate_bn
 from train.sampler import PKSampler
 
 
-def prepare_data(cfg: dict, progress: bool = True, with_morphs: bool = True) -> dict:
+def prepare_data(cfg: dict, progress: bool = True) -> dict:
     """Aligned crops (resized to the model input), labels, teacher embeddings, the held-out split and, when the
     config asks for them, the morph bank (``morph_images``, ``morph_teacher``; see train/morph.py)."""
     from train.preprocess import load_cache, preprocess
@@ -67,7 +67,7 @@ def prepare_data(cfg: dict, progress: bool = True, with_morphs: bool = True) -> 
         # destroy. Centre on the training images' mean (no held-out identity involved): impostor cosine -> 0.01.
         mean = teacher[train_mask].mean(axis=0, keepdims=True)
         teacher = teacher - mean
-        if with_morphs and d["morphs"]:
+        if d["morphs"]:
             from train.morph import bank_path, build_bank, load_bank
 
             path = bank_path(cfg)
