@@ -81,14 +81,33 @@ def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: i
 
 
 def run_sidecar_meta(model_path: Path) -> dict:
-    """The training config and data summary saved next to a trained model (if any)."""
+    """The training config and data summary saved next to a trained model (if any), and the provenance of a
+    ported model (``MODEL.source.json``, written by ``python -m convert.dlib``: file, sha256, package, licence)."""
     run = model_path.parent
     meta = {}
     if (run / "config.toml").exists():
         meta["training_config"] = (run / "config.toml").read_text()
     if (run / "data.json").exists():
         meta["training_data"] = json.loads((run / "data.json").read_text())
+    if model_path.with_suffix(".source.json").exists():
+        meta["source"] = json.loads(model_path.with_suffix(".source.json").read_text())
     return meta
+
+
+def load_keras(model_path):
+    """A trained or ported Keras embedder (the port's custom layer registered)."""
+    from convert.dlib import load_keras as load
+
+    return load(model_path)
+
+
+def normalisation_of(model) -> str:
+    """What the model's ``normalise`` layer does to the raw pixels, in words for the sidecar."""
+    try:
+        cfg = model.get_layer("normalise").get_config()
+    except ValueError:
+        return "none inside the model"
+    return f"inside the model: x * {cfg['scale']:.6g} + {cfg['offset']} (feed raw aligned pixels)"
 
 
 def main(argv=None) -> int:
@@ -112,6 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-flip-average", action="store_true",
                     help="export the plain embedder (default: embedding of the face plus its mirror image, "
                          "see train.model.flip_averaged; twice the embedding cost)")
+    ap.add_argument("--template", help="alignment template of the model's crops (edge.align.TEMPLATES; default: the "
+                                       "port's source.json, else arcface112)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
@@ -125,15 +146,19 @@ def run(args) -> int:
     import tensorflow as tf
 
     from convert.tflite import convert, io_details, op_summary
-    from edge.align import resize_crop
+    from edge.align import DEFAULT_TEMPLATE, get_template, resize_crop
     from edge.sidecar import write_sidecar
     from train.data import read_pairs
     from train.evaluate import public, report, tflite_embedder
     from train.preprocess import load_cache
 
     model_path = Path(args.model)
-    model = tf.keras.models.load_model(model_path, compile=False)
+    model = load_keras(model_path)
     size = int(model.input_shape[1])
+    extra = run_sidecar_meta(model_path)
+    template = args.template or extra.get("source", {}).get("template", DEFAULT_TEMPLATE)
+    get_template(template)
+    normalisation = normalisation_of(model)
     if not args.no_flip_average:
         from train.model import flip_averaged
 
@@ -170,7 +195,7 @@ def run(args) -> int:
         data = convert(model, quant, calib if quant == "int8" else None)
         path.write_bytes(data)
         paths[quant] = path
-        emb = tflite_embedder(str(path), args.threads, verify=False)(e_crops)
+        emb = tflite_embedder(str(path), args.threads, verify=False, template=template)(e_crops)
         cos = np.sum(emb[parity_idx] * keras_emb[parity_idx], axis=1) / np.maximum(
             np.linalg.norm(emb[parity_idx], axis=1) * np.linalg.norm(keras_emb[parity_idx], axis=1), 1e-12)
         rep = report(emb, e_keys, e_persons, pairs) if pairs else report(emb, e_keys, e_persons, [])
@@ -202,7 +227,6 @@ def run(args) -> int:
         for p in paths.values():
             p.unlink(missing_ok=True)
         raise ParityError("parity gate failed: " + "; ".join(failures) + f" (see {out / f'{args.name}-parity.json'})")
-    extra = run_sidecar_meta(model_path)
     for quant, tmp in paths.items():
         path = out / f"{args.name}-{quant}.tflite"
         os.replace(tmp, path)
@@ -213,10 +237,12 @@ def run(args) -> int:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "quantization": quant,
             "input": {**io["input"], "color_order": "RGB", "value_range": [0, 255],
-                      "normalisation": "inside the model: x / 127.5 - 1 (feed raw aligned pixels)",
-                      "alignment": "edge.align: 4-point similarity to the ArcFace 112x112 template, then resize",
-                      "crop_size": 112},
-            "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]), "l2_normalised": True},
+                      "normalisation": normalisation,
+                      "template": template,
+                      "alignment": f"edge.align: 4-point similarity to the {template} template, then resize",
+                      "crop_size": get_template(template).size},
+            "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]),
+                       "l2_normalised": bool(model.layers[-1].name.startswith("l2norm"))},
             "embedding_dim": int(io["output"]["shape"][-1]),
             "metric": "cosine",
             "flip_average": not args.no_flip_average,

@@ -22,6 +22,7 @@ these model files"); ``face_recognition_models`` ships them.
 from __future__ import annotations
 
 import argparse
+import json
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -531,7 +532,7 @@ def main(argv=None) -> int:
     model.save(tmp)
     tmp.replace(out)
     (out.with_suffix(".source.json")).write_text(
-        __import__("json").dumps({**SOURCE, "sha256": sha, "parameters": net.parameters}, indent=1) + "\n")
+        json.dumps({**SOURCE, "sha256": sha, "parameters": net.parameters, "template": "dlib150"}, indent=1) + "\n")
     print(f"wrote {out}")
     if args.parity_images:
         from train.data import iter_images

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge.align import model_input
+from edge.align import DEFAULT_TEMPLATE, get_template, model_input
 from edge.errors import ModelError
 from edge.runtime import load_interpreter
 from edge.sidecar import read_sidecar
@@ -19,14 +19,17 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 class Embedder:
     """Raw aligned RGB crops in, L2-normalised float32 embeddings out. Loads the model on first use.
 
-    The sidecar is verified (sha256) before the interpreter is created.
+    The sidecar is verified (sha256) before the interpreter is created; it names the alignment template the model
+    was made for (``input.template``; models from before templates were named are ``arcface112``).
     """
 
-    def __init__(self, model_path: str, num_threads: int = 2, runtime: Optional[list] = None, verify: bool = True):
+    def __init__(self, model_path: str, num_threads: int = 2, runtime: Optional[list] = None, verify: bool = True,
+                 template: Optional[str] = None):
         self.model_path = str(model_path)
         self.verify = verify  # False only for the converter, which runs models before their sidecar exists
         self.num_threads = int(num_threads)
         self.runtime = runtime
+        self.template = template
         self.meta = None
         self.backend = None
         self._interp = None
@@ -47,6 +50,12 @@ class Embedder:
                 raise ModelError(f"{self.model_path}: unexpected input shape {shape}")
             self.input_size = shape[1]
             self.dim = int(self._out["shape"][-1])
+            if self.template is None:
+                self.template = self.meta.get("input", {}).get("template", DEFAULT_TEMPLATE)
+            try:
+                get_template(self.template)
+            except ValueError as exc:
+                raise ModelError(f"{self.model_path}: {exc}") from None
         return self
 
     @property
@@ -85,6 +94,6 @@ class Embedder:
         return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
     def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The model-input crop of a face (align at 112, resize to the model's size)."""
+        """The model-input crop of a face (align to the model's template, resize to the model's size)."""
         self.load()
-        return model_input(rgb, landmarks, self.input_size)
+        return model_input(rgb, landmarks, self.input_size, self.template)

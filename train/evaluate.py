@@ -49,9 +49,9 @@ def report(emb: np.ndarray, keys, persons, pairs) -> dict:
 
 
 def keras_embedder(path):
-    import tensorflow as tf
+    from convert.dlib import load_keras
 
-    model = tf.keras.models.load_model(path, compile=False)
+    model = load_keras(path)
     size = model.input_shape[1]
 
     def fn(crops):
@@ -62,11 +62,11 @@ def keras_embedder(path):
     return fn
 
 
-def tflite_embedder(path, threads=2, verify=True):
+def tflite_embedder(path, threads=2, verify=True, template=None):
     from edge.align import resize_crop
     from edge.embedder import Embedder
 
-    e = Embedder(path, threads, verify=verify)
+    e = Embedder(path, threads, verify=verify, template=template)
     e.load()
 
     def fn(crops):
