@@ -107,7 +107,8 @@ def normalisation_of(model) -> str:
         cfg = model.get_layer("normalise").get_config()
     except ValueError:
         return "none inside the model"
-    return f"inside the model: x * {cfg['scale']:.6g} + {cfg['offset']} (feed raw aligned pixels)"
+    offset = np.round(np.asarray(cfg['offset'], np.float64), 6).tolist()
+    return f"inside the model: x * {cfg['scale']:.6g} + {offset} (feed raw aligned pixels)"
 
 
 def main(argv=None) -> int:
@@ -133,6 +134,12 @@ def main(argv=None) -> int:
                          "see train.model.flip_averaged; twice the embedding cost)")
     ap.add_argument("--template", help="alignment template of the model's crops (edge.align.TEMPLATES; default: the "
                                        "port's source.json, else arcface112)")
+    ap.add_argument("--min-margin", type=float,
+                    help="the door's margin rule for this model (best person over the second best), recorded as "
+                         "decision.min_margin in the sidecar; choose it with `python -m bench.operating`")
+    ap.add_argument("--far-target", choices=["1e-2", "1e-3", "1e-4", "1e-5"],
+                    help="the door's default FAR target for this model, recorded as decision.far_target")
+    ap.add_argument("--decision-note", default="", help="how --far-target/--min-margin were chosen (recorded)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     try:
@@ -255,6 +262,9 @@ def run(args) -> int:
                        "cosine_to_keras_min": results[quant]["cosine_to_keras_min"]},
             **extra,
         }
+        decision = {k: v for k, v in (("far_target", args.far_target), ("min_margin", args.min_margin)) if v is not None}
+        if decision:
+            meta["decision"] = {**decision, "chosen_by": args.decision_note}
         # Thresholds keyed like the config's far_target ("1e-3").
         meta["thresholds"] = {f"far_{_short(k)}": v for k, v in
                               ((k[4:], v) for k, v in meta["thresholds"].items())}
@@ -264,7 +274,7 @@ def run(args) -> int:
 
 
 def _short(far: str) -> str:
-    return {"0.01": "1e-2", "0.001": "1e-3", "0.0001": "1e-4"}.get(far, far)
+    return {"0.01": "1e-2", "0.001": "1e-3", "0.0001": "1e-4", "1e-05": "1e-5"}.get(far, far)
 
 
 def print_table(parity: dict) -> None:

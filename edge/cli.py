@@ -92,10 +92,9 @@ def _setup_logging(cfg_level: str, verbose: bool):
 
 
 def _threshold(cfg, meta) -> float:
-    from edge.sidecar import threshold_for
+    from edge.sidecar import operating_point
 
-    return cfg["match"]["threshold"] if cfg["match"]["threshold"] > 0 else threshold_for(meta,
-                                                                                         cfg["match"]["far_target"])
+    return operating_point(meta, cfg["match"])[0]
 
 
 def _progress(desc):
@@ -160,7 +159,8 @@ def cmd_users(args) -> int:
     if args.action == "reembed":
         analyzer, g = _analyzer_and_gallery(cfg)
         with g:
-            n = g.reembed(analyzer.embedder.embed_crop, analyzer.embedder.sha256, _progress("reembed"))
+            n = g.reembed(analyzer.embedder.embed_crop, analyzer.embedder.sha256, _progress("reembed"),
+                          input_size=analyzer.embedder.input_size)
         print(f"re-embedded {n} template(s) with model {analyzer.embedder.sha256[:12]}")
         return 0
     with gal.Gallery(path) as g:
@@ -219,7 +219,9 @@ def cmd_identify(args) -> int:
     analyzer = build_analyzer(cfg)
     meta = analyzer.embedder.load().meta
     analyzer.index = load_index(Path(cfg["state"]["dir"]), meta["sha256"])
-    thr, margin = _threshold(cfg, meta), cfg["match"]["min_margin"]
+    from edge.sidecar import operating_point
+
+    thr, margin, _ = operating_point(meta, cfg["match"])
     code = 0
     for path in args.images:
         try:

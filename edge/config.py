@@ -30,8 +30,8 @@ RULES: Dict[tuple, Any] = {
     ("quality", "min_eye_distance"): (0, 1000), ("quality", "min_sharpness"): (0, 10000),
     ("quality", "max_yaw"): (0, 2), ("quality", "max_roll"): (0, 90),
     ("quality", "min_brightness"): (0, 255), ("quality", "max_brightness"): (0, 255),
-    ("match", "far_target"): ("1e-2", "1e-3", "1e-4"),
-    ("match", "threshold"): (-1, 1), ("match", "min_margin"): (0, 2),
+    ("match", "far_target"): ("model", "1e-2", "1e-3", "1e-4", "1e-5"),
+    ("match", "threshold"): (-1, 1), ("match", "min_margin"): (0, 2),   # or "model" (MODEL_OR_NUMBER)
     ("decision", "frames_needed"): (1, 100), ("decision", "frames_window"): (1, 100),
     ("decision", "window_seconds"): (0.1, 60), ("decision", "attempt_gap_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
     ("decision", "lockout_attempts"): (1, 1000), ("decision", "lockout_window_seconds"): (1, 86400),
@@ -41,6 +41,10 @@ RULES: Dict[tuple, Any] = {
     ("state", "snapshot_limit"): (0, 100000),
     ("log", "level"): ("debug", "info", "warning", "error"),
 }
+
+
+#: Keys whose value is either the string "model" (take the model sidecar's value) or a number within RULES.
+MODEL_OR_NUMBER = {("match", "threshold"), ("match", "min_margin")}
 
 
 def default_text() -> str:
@@ -53,6 +57,12 @@ def defaults() -> dict:
 
 def _check_type(section: str, key: str, value, default):
     name = f"{section}.{key}"
+    if (section, key) in MODEL_OR_NUMBER:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if value != "model":
+            raise ConfigError(f"config: {name} must be \"model\" or a number, not {value!r}")
+        return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config: {name} must be true or false, not {value!r}")
@@ -90,6 +100,8 @@ def merge(base: dict, layer: dict, origin: str) -> dict:
 def validate(cfg: dict) -> dict:
     for (section, key), rule in RULES.items():
         value = cfg[section][key]
+        if (section, key) in MODEL_OR_NUMBER and value == "model":
+            continue
         if isinstance(rule[0], str):
             if value not in rule:
                 raise ConfigError(f"config: {section}.{key} must be one of {', '.join(rule)}, not {value!r}")

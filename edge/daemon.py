@@ -26,7 +26,7 @@ from edge.notify import Systemd
 from edge.pipeline import FaceAnalyzer
 from edge.quality import QualityConfig
 from edge.relay import Relay, make_relay
-from edge.sidecar import threshold_for
+from edge.sidecar import operating_point
 
 log = logging.getLogger("doorface")
 
@@ -50,8 +50,8 @@ def build_analyzer(cfg) -> FaceAnalyzer:
 
 def policy_config(cfg, meta) -> PolicyConfig:
     mt, d = cfg["match"], cfg["decision"]
-    threshold = mt["threshold"] if mt["threshold"] > 0 else threshold_for(meta, mt["far_target"])
-    return PolicyConfig(threshold=threshold, min_margin=mt["min_margin"], n=d["frames_needed"],
+    threshold, margin, _ = operating_point(meta, mt)
+    return PolicyConfig(threshold=threshold, min_margin=margin, n=d["frames_needed"],
                         m=d["frames_window"], window=d["window_seconds"], attempt_gap=d["attempt_gap_seconds"], cooldown=d["cooldown_seconds"],
                         lockout_attempts=d["lockout_attempts"], lockout_window=d["lockout_window_seconds"],
                         lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
@@ -138,8 +138,10 @@ class Daemon:
                                              on_state=lambda s: s == "disconnected" and relay.lock()).start()
             else:
                 source.open()
-            log.info("ready: %d templates, threshold %.3f (FAR %s), relay %s, camera %s", len(analyzer.index),
-                     policy.cfg.threshold, cfg["match"]["far_target"], r["backend"], source.name)
+            far = operating_point(analyzer.embedder.meta, cfg["match"])[2]
+            log.info("ready: %d templates, model %s, threshold %.3f (%s), margin %.3f, relay %s, camera %s",
+                     len(analyzer.index), Path(analyzer.embedder.model_path).name, policy.cfg.threshold,
+                     f"FAR {far}" if far else "from config", policy.cfg.min_margin, r["backend"], source.name)
             self.notifier.ready(f"{len(analyzer.index)} templates")
             unlock_s = r["unlock_seconds"]
             started = time.monotonic()

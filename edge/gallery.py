@@ -147,9 +147,20 @@ class Gallery:
             "SELECT t.id, p.name, t.crop FROM templates t JOIN persons p ON p.id = t.person_id ORDER BY t.id")
         return [(tid, name, _unpng(blob)) for tid, name, blob in rows]
 
-    def reembed(self, embed_crop, model_sha256: str, progress=None) -> int:
-        """Recompute every embedding from its stored crop with ``embed_crop`` (all in one transaction)."""
+    def reembed(self, embed_crop, model_sha256: str, progress=None, input_size: Optional[int] = None) -> int:
+        """Recompute every embedding from its stored crop with ``embed_crop`` (all in one transaction).
+
+        Crops are stored as the enrolling model saw them; a model with another input size (another alignment,
+        e.g. the small 96 px model vs the 150 px dlib port) cannot use them, and those people must enroll again.
+        """
         items = self.crops()
+        if input_size:
+            wrong = sorted({name for _, name, crop in items if crop.shape[0] != input_size})
+            if wrong:
+                sizes = sorted({crop.shape[0] for _, _, crop in items if crop.shape[0] != input_size})
+                raise GalleryError(
+                    f"the stored faces of {', '.join(wrong)} were aligned for a {sizes[0]} px model, this model "
+                    f"takes {input_size} px: enroll them again (`doorface users remove NAME`, then `doorface enroll`)")
         new = []
         for tid, _, crop in (progress(items) if progress else items):
             new.append((tid, np.asarray(embed_crop(crop), np.float32)))

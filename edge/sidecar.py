@@ -63,6 +63,44 @@ def read_sidecar(model_path, verify: bool = True) -> dict:
     return meta
 
 
+#: The operating point of models whose sidecar predates ``decision`` (the small model's measured defaults).
+LEGACY_DECISION = {"far_target": "1e-4", "min_margin": 0.05}
+
+
+def model_decision(meta: dict) -> dict:
+    """The operating point the model was measured with: ``far_target`` and ``min_margin`` (sidecar ``decision``)."""
+    return {**LEGACY_DECISION, **{k: v for k, v in meta.get("decision", {}).items() if k in LEGACY_DECISION}}
+
+
+def operating_point(meta: dict, match: dict) -> tuple:
+    """``(threshold, min_margin, far_target)`` of the door from the config's ``[match]`` and the model's sidecar
+    (``far_target`` is None when the threshold is a number from the config).
+
+    ``"model"`` takes the sidecar's value (its ``decision.far_target``, the threshold at the FAR target, the margin
+    the model was measured with).
+    A number overrides it, but a threshold looser than the model's own FAR 1e-2 threshold is refused: that door
+    would let in more than one stranger comparison in a hundred.
+    """
+    from edge.errors import ConfigError
+
+    rec = model_decision(meta)
+    far = rec["far_target"] if match["far_target"] == "model" else match["far_target"]
+    if match["threshold"] == "model":
+        threshold = threshold_for(meta, far)
+    else:
+        far = None
+        threshold = float(match["threshold"])
+        floor = threshold_for(meta, "1e-2")
+        if threshold < floor:
+            raise ConfigError(f"config: match.threshold = {threshold} is looser than this model's FAR 1e-2 threshold "
+                              f"({floor:.4f}); use \"model\" or a value >= {floor:.4f}")
+    if match["min_margin"] == "model":
+        margin = float(rec["min_margin"])
+    else:
+        margin = float(match["min_margin"])
+    return threshold, margin, far
+
+
 def threshold_for(meta: dict, far: str) -> float:
     """The similarity threshold at a FAR target such as ``"1e-3"``."""
     try:

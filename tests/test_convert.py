@@ -66,7 +66,7 @@ def test_converts_int8_with_parity_and_sidecars(small_model, tmp_path):
     for q in ("float32", "int8"):
         meta = read_sidecar(out / f"doorface-{q}.tflite")
         assert meta["quantization"] == q and meta["embedding_dim"] == 32 and meta["metric"] == "cosine"
-        assert set(meta["thresholds"]) == {"far_1e-2", "far_1e-3", "far_1e-4"}
+        assert set(meta["thresholds"]) == {"far_1e-2", "far_1e-3", "far_1e-4", "far_1e-5"}
         assert meta["input"]["shape"] == [1, 64, 64, 3] and meta["input"]["color_order"] == "RGB"
     meta = read_sidecar(out / "doorface-int8.tflite")
     assert meta["input"]["dtype"] == "uint8" and meta["output"]["dtype"] == "int8"

@@ -90,7 +90,7 @@ def all_pairs_scores(emb, persons):
 
 
 def verification_report(pair_scores, pair_labels, pair_folds, genuine, impostor,
-                         fars=(1e-2, 1e-3, 1e-4)) -> dict:
+                         fars=(1e-2, 1e-3, 1e-4, 1e-5)) -> dict:
     """The full report: k-fold accuracy, AUC and EER on the pairs; TAR and thresholds at each FAR on all pairs."""
     out = {"pairs": int(len(pair_scores))}
     if len(pair_scores):
