@@ -44,7 +44,8 @@ if [ "$STAGED" = 0 ] && [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ]; then
     echo "install.sh: run as root (sudo make install-service), or use --dry-run / DESTDIR=" >&2
     exit 1
 fi
-for f in models/doorface-int8.tflite models/doorface-int8.json models/face_detection_short_range.tflite; do
+for f in models/doorface-dlib-int8.tflite models/doorface-dlib-int8.json models/doorface-int8.tflite \
+         models/doorface-int8.json models/face_detection_short_range.tflite; do
     [ -f "$REPO/$f" ] || { echo "install.sh: $f missing (run make models)" >&2; exit 1; }
 done
 
@@ -58,7 +59,8 @@ done
 
 # 2. The code, models and a venv. On a Pi the venv sees apt's picamera2 (--system-site-packages).
 run mkdir -p "$DESTDIR$PREFIX/models"
-run cp "$REPO/models/doorface-int8.tflite" "$REPO/models/doorface-int8.json" \
+run cp "$REPO/models/doorface-dlib-int8.tflite" "$REPO/models/doorface-dlib-int8.json" \
+       "$REPO/models/doorface-int8.tflite" "$REPO/models/doorface-int8.json" \
        "$REPO/models/face_detection_short_range.tflite" "$DESTDIR$PREFIX/models/"
 run cp "$REPO/README.md" "$DESTDIR$PREFIX/README.md"
 SITE=""
@@ -75,7 +77,7 @@ if [ -e "$DESTDIR$ETC/doorface.toml" ]; then
 elif [ "$DRY" = 1 ]; then
     echo "would write $ETC/doorface.toml"
 else
-    sed -e "s|^embedder = .*|embedder = \"$PREFIX/models/doorface-int8.tflite\"          # installed model|" \
+    sed -e "s|^embedder = .*|embedder = \"$PREFIX/models/doorface-dlib-int8.tflite\"  # installed; doorface-int8.tflite beside it|" \
         -e "s|^detector = .*|detector = \"$PREFIX/models/face_detection_short_range.tflite\"|" \
         "$REPO/edge/default.toml" > "$DESTDIR$ETC/doorface.toml"
     chmod 0640 "$DESTDIR$ETC/doorface.toml"

