@@ -33,6 +33,17 @@ def have_dlib() -> bool:
         return False
 
 
+#: The models `make bench` compares with face_recognition by default.
+DEFAULT_MODELS = ("doorface dlib-port int8=models/doorface-dlib-int8.tflite",
+                  "doorface small int8=models/doorface-int8.tflite")
+
+
+def parse_model(arg: str):
+    """``LABEL=PATH`` or ``PATH`` (labelled by its file name)."""
+    label, path = arg.split("=", 1) if "=" in arg else (Path(arg).stem, arg)
+    return label, path
+
+
 def run_speed(engine, threads, frames_path, model, repeat):
     # dlib and NumPy use OpenMP/BLAS threads; doorface's interpreter threads are set by --threads, and its
     # 128-D matching is faster on one BLAS thread (as the service unit sets).
@@ -132,35 +143,51 @@ def plots(res, out: Path):
 
 def write_md(res, md: Path, out: Path):
     rel = os.path.relpath(out, md.parent)
-    sp = {(s["engine"], s["threads"]): s for s in res["speed"]}
+    sp = {(x["engine"], x["threads"]): x for x in res["speed"]}
+    base = "face_recognition (dlib)"
+    labels = list(res["models"])
+    acc = res.get("accuracy")
     L = ["# doorface benchmarks", "",
          f"Measured {res['date']} on {res['machine']} ({os.cpu_count()} cores), one run of `make bench` "
          f"(`python -m bench`). Versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()) + ".", "",
-         "## Summary", "", "| | doorface int8 | face_recognition (dlib) | ratio |", "|---|---|---|---|"]
+         "## Summary", "", "Ratios are against face_recognition measured in the same run.", "",
+         "| | " + " | ".join(labels) + f" | {base} |", "|---|" + "---|" * (len(labels) + 1)]
+
+    def row(name, cell, base_cell=""):
+        L.append(f"| {name} | " + " | ".join(cell(lab) for lab in labels) + f" | {base_cell} |")
+
+    b1 = {th: sp.get((base, th)) for th in (1, 2)}
     for th in (1, 2):
-        d, b = sp.get(("doorface", th)), sp.get(("dlib", th))
-        if d and b:
-            de = d["ms"]["embed"] + d["ms"]["align"]
-            L.append(f"| per-face encoding, {th} thread(s) | {de:.1f} ms | {b['ms']['embed']:.1f} ms | "
-                     f"{b['ms']['embed'] / de:.0f}x faster |")
-            L.append(f"| whole loop, {th} thread(s) | {d['fps']:.1f} FPS | {b['fps']:.2f} FPS | "
-                     f"{d['fps'] / b['fps']:.0f}x faster |")
-    if ("doorface", 1) in sp and ("dlib", 1) in sp:
-        d, b = sp[("doorface", 1)], sp[("dlib", 1)]
-        L.append(f"| startup to ready | {d['startup_s']:.2f} s | {b['startup_s']:.2f} s | |")
-        L.append(f"| peak RSS | {d['peak_rss_mb']:.0f} MB | {b['peak_rss_mb']:.0f} MB | |")
-    acc = res.get("accuracy")
+        b = b1[th]
+        if not b or not all((lab, th) in sp for lab in labels):
+            continue
+        enc = lambda lab: sp[(lab, th)]["ms"]["embed"] + sp[(lab, th)]["ms"]["align"]  # noqa: E731
+        row(f"per-face encoding, {th} thread(s)",
+            lambda lab: f"{enc(lab):.1f} ms ({b['ms']['embed'] / enc(lab):.0f}x faster)", f"{b['ms']['embed']:.1f} ms")
+        row(f"whole loop, {th} thread(s)",
+            lambda lab: f"{sp[(lab, th)]['fps']:.1f} FPS ({sp[(lab, th)]['fps'] / b['fps']:.0f}x)", f"{b['fps']:.2f} FPS")
+    if all((lab, 1) in sp for lab in labels):
+        b = b1[1] or {}
+        row("startup to ready", lambda lab: f"{sp[(lab, 1)]['startup_s']:.2f} s",
+            f"{b['startup_s']:.2f} s" if b else "")
+        row("peak RSS", lambda lab: f"{sp[(lab, 1)]['peak_rss_mb']:.0f} MB", f"{b['peak_rss_mb']:.0f} MB" if b else "")
     if acc:
-        r = acc["models"]
-        di = r.get("doorface int8")
-        dl = r.get("face_recognition (dlib)")
-        if di and dl:
-            L.append(f"| LFW held-out pairs accuracy | {100 * di['accuracy']:.2f}% | {100 * dl['accuracy']:.2f}% | "
-                     f"{100 * (di['accuracy'] - dl['accuracy']):+.2f} points |")
-            L.append(f"| TAR at FAR 1e-3 (all pairs) | {100 * di['at_far']['0.001']['tar']:.2f}% | "
-                     f"{100 * dl['at_far']['0.001']['tar']:.2f}% | |")
-    L.append(f"| model size | {res['sizes'].get('doorface int8', 0) / 1024:.0f} KB | "
-             f"{res['sizes'].get('dlib', 0) / 1024:.0f} KB (ResNet + 5-point predictor) | |")
+        r, o = acc["models"], acc["open_set"]
+        if all(lab in r for lab in labels):
+            bl = r.get(base)
+            row("LFW held-out pairs accuracy", lambda lab: f"{100 * r[lab]['accuracy']:.2f}%",
+                f"{100 * bl['accuracy']:.2f}%" if bl else "")
+            row("TAR at FAR 1e-3 (all pairs)", lambda lab: f"{100 * r[lab]['at_far']['0.001']['tar']:.2f}%",
+                f"{100 * bl['at_far']['0.001']['tar']:.2f}%" if bl else "")
+            row("TAR at FAR 1e-4 (all pairs)", lambda lab: f"{100 * r[lab]['at_far']['0.0001']['tar']:.2f}%",
+                f"{100 * bl['at_far']['0.0001']['tar']:.2f}%" if bl else "")
+            bo = o.get(base)
+            row("open set, default rule: strangers let in", lambda lab: f"{100 * o[lab]['false_accept_rate']:.2f}%",
+                f"{100 * bo['false_accept_rate']:.2f}%" if bo else "")
+            row("open set, default rule: enrolled rejected", lambda lab: f"{100 * o[lab]['false_reject_rate']:.2f}%",
+                f"{100 * bo['false_reject_rate']:.2f}%" if bo else "")
+    row("model size", lambda lab: f"{res['sizes'].get(lab, 0) / 1024:.0f} KB",
+        f"{res['sizes'][base] / 1024:.0f} KB (ResNet + 5-point predictor)" if base in res["sizes"] else "")
     L += ["", "## Speed (640x480 frames, one face)", "",
           "Median ms per stage; whole loop includes everything per frame. dlib's 'embed' includes its landmark "
           "detection and chip extraction (its alignment).", "",
@@ -205,6 +232,13 @@ def write_md(res, md: Path, out: Path):
         mj = json.loads(model_json.read_text())
         if isinstance(mj, dict):
             L += [md_section(mj["rows"], mj["date"]), ""]
+    fair_json = out / "fair.json"
+    if fair_json.exists():   # keep the last `make bench-fair` table (its own run and date)
+        from bench.fair import md_section as fair_section
+
+        fj = json.loads(fair_json.read_text())
+        fj["plot"] = f"{rel}/fair.png"
+        L += [fair_section(fj), ""]
     md.write_text("\n".join(L))
 
 
@@ -212,8 +246,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks")
     ap.add_argument("--md", default="BENCHMARKS.md")
-    ap.add_argument("--model", default="models/doorface-int8.tflite")
-    ap.add_argument("--float-model", default="models/doorface-float32.tflite")
+    ap.add_argument("--model", action="append",
+                    help="LABEL=PATH or PATH of a doorface model, repeatable (default: the two shipped int8 models)")
     ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
     ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
     ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
@@ -237,21 +271,26 @@ def main(argv=None) -> int:
     np.savez(fpath, frames=np.stack(frames))
     res = {"date": dt.date.today().isoformat(), "machine": f"{cpu_name()}, {platform.machine()}",
            "versions": versions(), "speed": []}
-    engines = [("doorface", 1), ("doorface", 2)] + ([("dlib", 1), ("dlib", 2)] if dlib else [])
+    models = dict(parse_model(m) for m in (args.model or DEFAULT_MODELS))
+    missing = [p for p in models.values() if not Path(p).is_file()]
+    if missing:
+        print(f"bench: model not found: {missing[0]}", file=sys.stderr)
+        return 2
+    engines = [(label, th) for label in models for th in (1, 2)] + ([("dlib", 1), ("dlib", 2)] if dlib else [])
     for engine, th in progress("speed")(engines):
-        res["speed"].append(run_speed(engine, th, fpath, args.model, args.repeat))
+        r = run_speed("dlib" if engine == "dlib" else "doorface", th, fpath, models.get(engine, ""), args.repeat)
+        res["speed"].append({**r, "engine": "face_recognition (dlib)" if engine == "dlib" else engine})
     res["scaling"] = scaling((10, 100) if args.quick else (10, 100, 1000, 10000))
-    sizes = {"doorface int8": Path(args.model).stat().st_size}
-    if Path(args.float_model).exists():
-        sizes["doorface float32"] = Path(args.float_model).stat().st_size
+    sizes = {label: Path(p).stat().st_size for label, p in models.items()}
+    res["models"] = models
     if dlib:
         from train.teacher import dlib_model_paths
 
         p = dlib_model_paths()
-        sizes["dlib"] = os.path.getsize(p["resnet"]) + os.path.getsize(p["shape5"])
+        sizes["face_recognition (dlib)"] = os.path.getsize(p["resnet"]) + os.path.getsize(p["shape5"])
     res["sizes"] = sizes
     if not args.quick and Path(args.lfw).exists() and Path(args.pairs).exists():
-        res["accuracy"] = accuracy(args, dlib)
+        res["accuracy"] = accuracy(args, models, dlib)
     (out / "results.json").write_text(json.dumps({k: v for k, v in res.items() if k != "accuracy"} | (
         {"accuracy": {k: v for k, v in res["accuracy"].items() if not k.startswith("_")}} if res.get("accuracy")
         else {}), indent=1, default=float))
@@ -261,29 +300,26 @@ def main(argv=None) -> int:
     return 0
 
 
-def accuracy(args, dlib) -> dict:
+def accuracy(args, models: dict, dlib) -> dict:
     from bench import accuracy as A
-    from edge.sidecar import read_sidecar, threshold_for
+    from edge.config import defaults
+    from edge.sidecar import operating_point, read_sidecar
     from train.data import read_pairs
 
     folds0 = {int(f) - 1 for f in args.folds.split(",")}
     pairs = [p for p in read_pairs(args.pairs) if p.fold in folds0]
     people = {k.split("/")[0] for p in pairs for k in (p.key_a, p.key_b)}
     keys, persons, images = A.load_images(args.lfw, people)
-    engines = {"doorface int8": (args.model, "cosine"), "doorface float32": (args.float_model, "cosine")}
     reports, opens = {}, {}
-    for name, (model, metric) in engines.items():
-        if not Path(model).exists():
-            continue
+    for name, model in models.items():
         emb, ok = A.embed_doorface(images, model, args.detector, progress=progress(name))
-        sim = A.similarity(emb, ok, metric)
+        sim = A.similarity(emb, ok, "cosine")
         rep = A.pairs_report(sim, keys, persons, pairs)
         rep["faces_found"] = int(ok.sum())
         reports[name] = rep
-        meta = read_sidecar(model)
-        thr = threshold_for(meta, "1e-4")
-        o = A.open_set(sim, persons, thr, margin=0.05)
-        o["rule"] = f"cosine >= {thr:.3f} (FAR 1e-4 default), margin 0.05"
+        thr, margin, far = operating_point(read_sidecar(model), defaults()["match"])
+        o = A.open_set(sim, persons, thr, margin=margin)
+        o["rule"] = f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}: the model's default"
         opens[name] = o
     if dlib:
         emb, ok = A.embed_dlib(images, progress=progress("face_recognition"))

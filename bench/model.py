@@ -57,10 +57,11 @@ def md_section(rows: list, when: str) -> str:
     return "\n".join(L + ["", END])
 
 
-def update_md(md: Path, section: str) -> None:
+def update_md(md: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section between ``begin`` and ``end`` in ``md`` (or append it)."""
     text = md.read_text() if md.exists() else "# doorface benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     md.write_text(text)

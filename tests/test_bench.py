@@ -25,7 +25,7 @@ def test_missing_faces_are_rejected():
     assert np.isneginf(sim[2]).all() and np.isneginf(sim[:, 2]).all() and sim[0, 0] == 0
 
 
-def test_quick_benchmark_writes_report(tmp_path, shipped_model, detector_path, samples):
+def test_quick_benchmark_writes_report(tmp_path, shipped_model, port_model, detector_path, samples):
     import subprocess
     import sys
 
@@ -33,15 +33,17 @@ def test_quick_benchmark_writes_report(tmp_path, shipped_model, detector_path, s
 
     md = tmp_path / "B.md"
     r = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--md", str(md),
-                        "--model", str(shipped_model), "--detector", str(detector_path)],
+                        "--model", f"small={shipped_model}", "--model", f"port={port_model}",
+                        "--detector", str(detector_path)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "results.json").read_text())
-    d1 = next(s for s in res["speed"] if s["engine"] == "doorface" and s["threads"] == 1)
-    assert d1["fps"] > 0 and d1["ms"]["embed"] > 0 and not d1["tensorflow_imported"]
+    for label in ("small", "port"):
+        d1 = next(s for s in res["speed"] if s["engine"] == label and s["threads"] == 1)
+        assert d1["fps"] > 0 and d1["ms"]["embed"] > 0 and not d1["tensorflow_imported"]
     assert [s["templates"] for s in res["scaling"]] == [10, 100]
     text = md.read_text()
-    assert "## Speed" in text and "## Gallery scaling" in text
+    assert "## Speed" in text and "## Gallery scaling" in text and "| | small | port |" in text
     for png in ("speed.png", "scaling.png"):
         assert (tmp_path / png).stat().st_size > 1000
 
@@ -58,3 +60,39 @@ def test_bench_model_table_is_written_and_replaced(tmp_path, shipped_model):
     assert text.count("## Model variants") == 1 and "kept" in text
     row = json.loads((tmp_path / "out" / "model.json").read_text())["rows"][0]
     assert row["threads"] == 1 and row["ms"] > 0 and row["quantization"] == "int8" and row["flip_average"]
+
+
+def test_fair_group_rates_count_comparisons_and_the_rule():
+    from bench.fair import group_rates
+
+    # 4 faces; faces 0 and 1 look alike (0.9), everything else 0.1.
+    sim = np.full((4, 4), 0.1)
+    np.fill_diagonal(sim, 1.0)
+    sim[0, 1] = sim[1, 0] = 0.9
+    r = group_rates(sim, threshold=0.5, margin=0.0, enrolled=2, splits=6, seed=1)
+    assert r["comparisons"] == 6 * 2 * 2 and r["stranger_probes"] == 12
+    # A false accept needs exactly one of {0, 1} enrolled and the other a stranger: one comparison each time.
+    assert r["false_accepts"] == r["strangers_let_in"] and 0 < r["false_accepts"] <= 6
+    strict = group_rates(sim, threshold=0.95, margin=0.0, enrolled=2, splits=6, seed=1)
+    assert strict["false_accepts"] == 0 and strict["far"] == 0
+
+
+def test_fair_reads_the_archive_layout(tmp_path):
+    import io
+    import tarfile
+
+    import cv2
+
+    from bench.fair import load_chips
+
+    ok, jpg = cv2.imencode(".jpg", np.full((20, 20, 3), 128, np.uint8))
+    tgz = tmp_path / "u.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name in ("utkface-dev/white/30_0_0_1.jpg.chip.jpg", "utkface-dev/asian/40_1_2_2.jpg.chip.jpg",
+                     "utkface-dev/asian/41_1_2_3.jpg.chip.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = len(jpg.tobytes())
+            tar.addfile(info, io.BytesIO(jpg.tobytes()))
+    chips = load_chips(tgz)
+    assert [len(chips[g]) for g in ("white", "black", "asian", "indian")] == [1, 0, 2, 0]
+    assert chips["asian"][0][1].shape == (20, 20, 3)

@@ -36,7 +36,7 @@ def test_plan_pairs_two_different_training_people():
 class MeanColourTeacher:
     """A stand-in teacher: the mean colour inside the box (a morph's is between its parents')."""
 
-    def embed(self, rgb, box):
+    def embed(self, rgb, box, landmarks=None):
         x0, y0, x1, y1 = [int(v) for v in box]
         return rgb[y0:y1, x0:x1].reshape(-1, 3).mean(0).astype(np.float32)
 

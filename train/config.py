@@ -22,7 +22,7 @@ DEFAULTS = {
                 "grayscale": 0.15, "occlusion": 0.1},
     "run": {"seed": 0, "threads": 2},
 }
-CHOICES = {("loss", "metric"): ("batch_hard", "semi_hard", "contrastive"), ("loss", "teacher"): ("dlib", "none")}
+CHOICES = {("loss", "metric"): ("batch_hard", "semi_hard", "contrastive"), ("loss", "teacher"): ("dlib", "port", "none")}
 
 
 def load(path, overrides: dict = None) -> dict:

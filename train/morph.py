@@ -62,7 +62,7 @@ def _work(job):
     i, a, b, lam = job
     images, lms, boxes, teacher = _W["images"], _W["landmarks"], _W["boxes"], _W["teacher"]
     rgb = morph_pair(images[a], images[b], lms[a], lms[b], float(lam))
-    return i, align_face(rgb, lms[a]), teacher.embed(rgb, boxes[a])
+    return i, align_face(rgb, lms[a]), teacher.embed(rgb, boxes[a], lms[a])
 
 
 def build_bank(dataset, cache: dict, train_mask: np.ndarray, n: int, seed: int, out, teacher=None,

@@ -43,12 +43,13 @@ def prepare_data(cfg: dict, progress: bool = True) -> dict:
     persons = cache["persons"]
     keys = cache["keys"]
     teacher = None
-    if cfg["loss"]["teacher"] == "dlib":
-        t_path = cache_dir / f"{stem}-teacher.npz"
+    if cfg["loss"]["teacher"] != "none":
+        # dlib itself, or its TensorFlow port (no dlib needed): the same network on its own or on BlazeFace chips.
+        t_path = cache_dir / f"{stem}-teacher{'' if cfg['loss']['teacher'] == 'dlib' else '-port'}.npz"
         if not t_path.exists():
             from train.teacher import compute
 
-            compute(d["dataset"], crops_path, t_path, progress=progress)
+            compute(d["dataset"], crops_path, t_path, progress=progress, teacher=cfg["loss"]["teacher"])
         with np.load(t_path) as z:
             if list(z["keys"]) != list(keys):
                 raise ValueError(f"{t_path} does not match {crops_path}; delete it to recompute")
