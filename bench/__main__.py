@@ -304,11 +304,10 @@ def accuracy(args, models: dict, dlib) -> dict:
     from bench import accuracy as A
     from edge.config import defaults
     from edge.sidecar import operating_point, read_sidecar
-    from train.data import read_pairs
+    from train.data import fold_pairs, parse_folds
 
-    folds0 = {int(f) - 1 for f in args.folds.split(",")}
-    pairs = [p for p in read_pairs(args.pairs) if p.fold in folds0]
-    people = {k.split("/")[0] for p in pairs for k in (p.key_a, p.key_b)}
+    pairs, people = fold_pairs(args.pairs, args.folds)
+    folds0 = parse_folds(args.folds)
     keys, persons, images = A.load_images(args.lfw, people)
     reports, opens = {}, {}
     for name, model in models.items():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.embedder import l2_normalise
+
 
 def load_images(archive, people):
     """``(keys, persons, rgb images)`` of every image of ``people`` in an LFW archive or tree."""
@@ -65,7 +67,7 @@ def embed_dlib(images, progress=None):
 def similarity(emb, ok, metric):
     """Pairwise similarity matrix (cosine, or minus Euclidean distance for dlib); -inf where a face is missing."""
     if metric == "cosine":
-        e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        e = l2_normalise(emb)
         s = e @ e.T
     else:
         sq = (emb ** 2).sum(1)

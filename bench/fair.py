@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.embedder import l2_normalise
+
 GROUPS = ("white", "black", "asian", "indian")
 
 
@@ -106,7 +108,7 @@ def measure(chips: dict, engines: dict, enrolled: int, splits: int, progress=Non
             emb, ok = embed([img for _, img in items])
             e = emb[ok]
             if metric == "cosine":
-                e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+                e = l2_normalise(e)
                 sim = e @ e.T
             else:
                 sq = (e ** 2).sum(1)

@@ -51,10 +51,9 @@ def main(argv=None) -> int:
     from bench import accuracy as A
     from bench.__main__ import progress
     from edge.sidecar import read_sidecar
-    from train.data import read_pairs
+    from train.data import fold_pairs
 
-    folds0 = {int(f) - 1 for f in args.folds.split(",")}
-    people = {k.split("/")[0] for p in read_pairs(args.pairs) if p.fold in folds0 for k in (p.key_a, p.key_b)}
+    _, people = fold_pairs(args.pairs, args.folds)
     keys, persons, images = A.load_images(args.lfw, people)
     emb, ok = A.embed_doorface(images, args.model, args.detector, progress=progress("embed"))
     sim = A.similarity(emb, ok, "cosine")

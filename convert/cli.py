@@ -44,9 +44,10 @@ def lighting_variants(crops: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: int = 0,
-                      variants: bool = True) -> np.ndarray:
-    """``count`` aligned faces at ``size``: one per identity (not in ``exclude_people``), with lighting variants."""
-    from edge.align import resize_crop
+                      variants: bool = True, template: str = "arcface112") -> np.ndarray:
+    """``count`` aligned faces at ``size``: one per identity (not in ``exclude_people``), with lighting variants.
+    A cache's crops are used as they are (its template must be the model's); photos are aligned to ``template``."""
+    from edge.align import get_template, resize_crop
 
     rng = np.random.default_rng(seed)
     calib = Path(calib)
@@ -72,8 +73,9 @@ def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: i
             rgb = read_rgb(f)
             face = largest(det.detect(rgb))
             if face is not None:
-                faces.append(align_face(rgb, face.landmarks))
-        faces = np.stack(faces) if faces else np.zeros((0, 112, 112, 3), np.uint8)
+                faces.append(align_face(rgb, face.landmarks, template=template))
+        side = get_template(template).size
+        faces = np.stack(faces) if faces else np.zeros((0, side, side, 3), np.uint8)
     if not len(faces):
         raise ParityError(f"no calibration faces from {calib}")
     faces = lighting_variants(faces, seed) if variants else faces
@@ -150,18 +152,11 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    import tensorflow as tf
-
-    from convert.tflite import convert, io_details, op_summary
-    from edge.align import DEFAULT_TEMPLATE, get_template, resize_crop
-    from edge.sidecar import write_sidecar
-    from train.data import read_pairs
-    from train.evaluate import public, report, tflite_embedder
-    from train.preprocess import load_cache
+    """Evaluation set -> variants and their parity -> the gate -> files and sidecars."""
+    from edge.align import DEFAULT_TEMPLATE, get_template
 
     model_path = Path(args.model)
     model = load_keras(model_path)
-    size = int(model.input_shape[1])
     extra = run_sidecar_meta(model_path)
     template = args.template or extra.get("source", {}).get("template", DEFAULT_TEMPLATE)
     get_template(template)
@@ -170,64 +165,20 @@ def run(args) -> int:
         from train.model import flip_averaged
 
         model = flip_averaged(model)
-    cache = load_cache(args.eval_cache)
-    persons = cache["persons"]
-    if args.pairs:
-        folds0 = {int(f) - 1 for f in args.folds.split(",")}
-        pairs = [p for p in read_pairs(args.pairs) if p.fold in folds0]
-        held = {k.split("/")[0] for p in pairs for k in (p.key_a, p.key_b)}
-    else:
-        pairs = []
-        multi = sorted({p for p in persons if (persons == p).sum() >= 2})
-        held = set(multi[-max(2, len(multi) // 5):])
-    eval_idx = np.flatnonzero(np.isin(persons, sorted(held)))
-    if len(eval_idx) < 2:
-        raise ParityError("fewer than two evaluation faces")
-    e_keys, e_persons, e_crops = cache["keys"][eval_idx], persons[eval_idx], cache["crops"][eval_idx]
-    e_input = np.stack([resize_crop(c, size) for c in e_crops])
-
-    print(f"calibration: {args.calib_count} faces from {args.calib or args.eval_cache}", file=sys.stderr)
-    calib = calibration_faces(args.calib or args.eval_cache, size, held, args.calib_count,
-                              variants=not args.no_lighting_variants)
-    keras_emb = np.concatenate([model(e_input[i:i + 256].astype(np.float32), training=False).numpy()
-                                for i in range(0, len(e_input), 256)])
+    ev = evaluation_set(args, int(model.input_shape[1]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    variants = ["float32"] + ([args.quant] if args.quant != "float32" else [])
-    rng = np.random.default_rng(0)
-    parity_idx = np.sort(rng.choice(len(e_input), min(args.parity_faces, len(e_input)), replace=False))
-    results, paths = {}, {}
-    for quant in variants:
-        path = out / f".{args.name}-{quant}.tmp.tflite"   # moved into place only if the gate passes
-        data = convert(model, quant, calib if quant == "int8" else None)
-        path.write_bytes(data)
-        paths[quant] = path
-        emb = tflite_embedder(str(path), args.threads, verify=False, template=template)(e_crops)
-        cos = np.sum(emb[parity_idx] * keras_emb[parity_idx], axis=1) / np.maximum(
-            np.linalg.norm(emb[parity_idx], axis=1) * np.linalg.norm(keras_emb[parity_idx], axis=1), 1e-12)
-        rep = report(emb, e_keys, e_persons, pairs) if pairs else report(emb, e_keys, e_persons, [])
-        results[quant] = {"size_bytes": path.stat().st_size, "cosine_to_keras_mean": float(cos.mean()),
-                          "cosine_to_keras_min": float(cos.min()), "parity_faces": int(len(parity_idx)),
-                          "eval": public(rep), "ops": op_summary(path)}
-    keras_rep = public(report(keras_emb, e_keys, e_persons, pairs)) if pairs else None
-    # The gate.
-    failures = []
-    base, q = results["float32"], results[variants[-1]]
-    if variants[-1] != "float32":
-        if q["cosine_to_keras_mean"] < args.min_cos:
-            failures.append(f"{variants[-1]} mean cosine to Keras {q['cosine_to_keras_mean']:.4f} < {args.min_cos}")
-        tar_drop = 100 * (base["eval"]["at_far"]["0.001"]["tar"] - q["eval"]["at_far"]["0.001"]["tar"])
-        if tar_drop > args.max_tar_drop:
-            failures.append(f"{variants[-1]} loses {tar_drop:.2f} points of TAR at FAR 1e-3 (> {args.max_tar_drop})")
-        if pairs:
-            drop = 100 * (base["eval"]["accuracy"] - q["eval"]["accuracy"])
-            if drop > args.max_acc_drop:
-                failures.append(f"{variants[-1]} loses {drop:.2f} points of accuracy (> {args.max_acc_drop})")
-    parity = {"model": str(model_path), "input_size": size, "evaluation_images": int(len(eval_idx)),
-              "evaluation_identities": int(len(held)), "pairs_folds": args.folds if pairs else None,
-              "calibration_faces": int(len(calib)), "keras": keras_rep, "variants": results,
-              "gate": {"max_acc_drop": args.max_acc_drop, "min_cos": args.min_cos, "max_tar_drop": args.max_tar_drop, "passed": not failures,
-                       "failures": failures}}
+    print(f"calibration: {args.calib_count} faces from {args.calib or args.eval_cache}", file=sys.stderr)
+    calib = calibration_faces(args.calib or args.eval_cache, ev["size"], ev["held"], args.calib_count,
+                              variants=not args.no_lighting_variants, template=template)
+    results, paths, keras_emb = convert_variants(model, args, ev, calib, out, template)
+    failures = gate(results, args, bool(ev["pairs"]))
+    parity = {"model": str(model_path), "input_size": ev["size"], "evaluation_images": int(len(ev["keys"])),
+              "evaluation_identities": int(len(ev["held"])), "pairs_folds": args.folds if ev["pairs"] else None,
+              "calibration_faces": int(len(calib)), "variants": results,
+              "keras": _public_report(keras_emb, ev) if ev["pairs"] else None,
+              "gate": {"max_acc_drop": args.max_acc_drop, "min_cos": args.min_cos, "max_tar_drop": args.max_tar_drop,
+                       "passed": not failures, "failures": failures}}
     (out / f"{args.name}-parity.json").write_text(json.dumps(parity, indent=1))
     print_table(parity)
     if failures:
@@ -235,42 +186,120 @@ def run(args) -> int:
             p.unlink(missing_ok=True)
         raise ParityError("parity gate failed: " + "; ".join(failures) + f" (see {out / f'{args.name}-parity.json'})")
     for quant, tmp in paths.items():
-        path = out / f"{args.name}-{quant}.tflite"
-        os.replace(tmp, path)
-        paths[quant] = path
-        rep = results[quant]["eval"]
-        io = io_details(path)
-        meta = {
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "quantization": quant,
-            "input": {**io["input"], "color_order": "RGB", "value_range": [0, 255],
-                      "normalisation": normalisation,
-                      "template": template,
-                      "alignment": f"edge.align: 4-point similarity to the {template} template, then resize",
-                      "crop_size": get_template(template).size},
-            "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]),
-                       "l2_normalised": bool(model.layers[-1].name.startswith("l2norm"))},
-            "embedding_dim": int(io["output"]["shape"][-1]),
-            "metric": "cosine",
-            "flip_average": not args.no_flip_average,
-            "thresholds": {f"far_{k}": v["threshold"] for k, v in rep["at_far"].items()},
-            "evaluation": {"accuracy": rep.get("accuracy"), "auc": rep.get("auc"), "eer": rep.get("eer"),
-                           "at_far": rep["at_far"], "pairs_folds": args.folds if pairs else None,
-                           "images": int(len(eval_idx)), "identities": int(len(held)),
-                           "note": "identities never seen in training"},
-            "parity": {"cosine_to_keras_mean": results[quant]["cosine_to_keras_mean"],
-                       "cosine_to_keras_min": results[quant]["cosine_to_keras_min"]},
-            **extra,
-        }
-        decision = {k: v for k, v in (("far_target", args.far_target), ("min_margin", args.min_margin)) if v is not None}
-        if decision:
-            meta["decision"] = {**decision, "chosen_by": args.decision_note}
-        # Thresholds keyed like the config's far_target ("1e-3").
-        meta["thresholds"] = {f"far_{_short(k)}": v for k, v in
-                              ((k[4:], v) for k, v in meta["thresholds"].items())}
-        write_sidecar(path, meta)
+        paths[quant] = out / f"{args.name}-{quant}.tflite"
+        os.replace(tmp, paths[quant])
+        write_model_sidecar(paths[quant], quant, results[quant], args, ev, template, normalisation,
+                            bool(model.layers[-1].name.startswith("l2norm")), extra)
     print(f"wrote {', '.join(str(p) for p in paths.values())} (+ sidecars, {args.name}-parity.json)")
     return 0
+
+
+def evaluation_set(args, size: int) -> dict:
+    """The held-out faces of the cache (identities of ``--folds`` of ``--pairs``, else the last fifth of people
+    with 2+ images), their keys, identities, crops and model inputs, and the pairs."""
+    from edge.align import resize_crop
+    from train.data import fold_pairs
+    from train.preprocess import load_cache
+
+    cache = load_cache(args.eval_cache)
+    persons = cache["persons"]
+    if args.pairs:
+        pairs, held = fold_pairs(args.pairs, args.folds)
+    else:
+        pairs = []
+        multi = sorted({p for p in persons if (persons == p).sum() >= 2})
+        held = set(multi[-max(2, len(multi) // 5):])
+    idx = np.flatnonzero(np.isin(persons, sorted(held)))
+    if len(idx) < 2:
+        raise ParityError("fewer than two evaluation faces")
+    crops = cache["crops"][idx]
+    return {"size": size, "pairs": pairs, "held": held, "keys": cache["keys"][idx], "persons": persons[idx],
+            "crops": crops, "input": np.stack([resize_crop(c, size) for c in crops])}
+
+
+def _public_report(emb, ev) -> dict:
+    from train.evaluate import public, report
+
+    return public(report(emb, ev["keys"], ev["persons"], ev["pairs"]))
+
+
+def convert_variants(model, args, ev, calib, out: Path, template: str):
+    """float32 and ``--quant``, written to hidden temporary files, each measured against Keras on the
+    evaluation set: ``(results, temporary paths, Keras embeddings)``."""
+    from convert.tflite import convert, op_summary
+    from edge.embedder import l2_normalise
+    from train.evaluate import tflite_embedder
+
+    x = ev["input"]
+    keras_emb = np.concatenate([model(x[i:i + 256].astype(np.float32), training=False).numpy()
+                                for i in range(0, len(x), 256)])
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(len(x), min(args.parity_faces, len(x)), replace=False))
+    results, paths = {}, {}
+    for quant in ["float32"] + ([args.quant] if args.quant != "float32" else []):
+        path = out / f".{args.name}-{quant}.tmp.tflite"   # moved into place only if the gate passes
+        path.write_bytes(convert(model, quant, calib if quant == "int8" else None))
+        paths[quant] = path
+        emb = tflite_embedder(str(path), args.threads, verify=False, template=template)(ev["crops"])
+        cos = np.sum(l2_normalise(emb[idx]) * l2_normalise(keras_emb[idx]), axis=1)
+        results[quant] = {"size_bytes": path.stat().st_size, "cosine_to_keras_mean": float(cos.mean()),
+                          "cosine_to_keras_min": float(cos.min()), "parity_faces": int(len(idx)),
+                          "eval": _public_report(emb, ev), "ops": op_summary(path)}
+    return results, paths, keras_emb
+
+
+def gate(results: dict, args, have_pairs: bool) -> list:
+    """Why the quantised variant may not ship (empty: it may)."""
+    quant = args.quant
+    if quant == "float32":
+        return []
+    failures = []
+    base, q = results["float32"], results[quant]
+    if q["cosine_to_keras_mean"] < args.min_cos:
+        failures.append(f"{quant} mean cosine to Keras {q['cosine_to_keras_mean']:.4f} < {args.min_cos}")
+    tar_drop = 100 * (base["eval"]["at_far"]["0.001"]["tar"] - q["eval"]["at_far"]["0.001"]["tar"])
+    if tar_drop > args.max_tar_drop:
+        failures.append(f"{quant} loses {tar_drop:.2f} points of TAR at FAR 1e-3 (> {args.max_tar_drop})")
+    if have_pairs:
+        drop = 100 * (base["eval"]["accuracy"] - q["eval"]["accuracy"])
+        if drop > args.max_acc_drop:
+            failures.append(f"{quant} loses {drop:.2f} points of accuracy (> {args.max_acc_drop})")
+    return failures
+
+
+def write_model_sidecar(path: Path, quant: str, result: dict, args, ev, template: str, normalisation: str,
+                        l2_normalised: bool, extra: dict) -> None:
+    from convert.tflite import io_details
+    from edge.align import get_template
+    from edge.sidecar import write_sidecar
+
+    rep = result["eval"]
+    io = io_details(path)
+    meta = {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "quantization": quant,
+        "input": {**io["input"], "color_order": "RGB", "value_range": [0, 255], "normalisation": normalisation,
+                  "template": template,
+                  "alignment": f"edge.align: 4-point similarity to the {template} template, then resize",
+                  "crop_size": get_template(template).size},
+        "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]), "l2_normalised": l2_normalised},
+        "embedding_dim": int(io["output"]["shape"][-1]),
+        "metric": "cosine",
+        "flip_average": not args.no_flip_average,
+        # Thresholds keyed like the config's far_target ("1e-3").
+        "thresholds": {f"far_{_short(k)}": v["threshold"] for k, v in rep["at_far"].items()},
+        "evaluation": {"accuracy": rep.get("accuracy"), "auc": rep.get("auc"), "eer": rep.get("eer"),
+                       "at_far": rep["at_far"], "pairs_folds": args.folds if ev["pairs"] else None,
+                       "images": int(len(ev["keys"])), "identities": int(len(ev["held"])),
+                       "note": "identities never seen in training"},
+        "parity": {"cosine_to_keras_mean": result["cosine_to_keras_mean"],
+                   "cosine_to_keras_min": result["cosine_to_keras_min"]},
+        **extra,
+    }
+    decision = {k: v for k, v in (("far_target", args.far_target), ("min_margin", args.min_margin)) if v is not None}
+    if decision:
+        meta["decision"] = {**decision, "chosen_by": args.decision_note}
+    write_sidecar(path, meta)
 
 
 def _short(far: str) -> str:

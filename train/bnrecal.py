@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from train import config as cfgmod
-    from train.train import holdout_accuracy, prepare_data
+    from train.prepare import holdout_accuracy, prepare_data
 
     ap = argparse.ArgumentParser(prog="python -m train.bnrecal", description=__doc__.splitlines()[0])
     ap.add_argument("model")

@@ -24,19 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.align import TEMPLATES, align_face
-from train.data import iter_images
+from train.data import fold_pairs, iter_images
 
 
 def _decode(data: bytes):
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def held_out_people(pairs_path, folds: str) -> set:
-    from train.data import read_pairs
-
-    folds0 = {int(f) - 1 for f in folds.split(",") if f}
-    return {k.split("/")[0] for p in read_pairs(pairs_path) if p.fold in folds0 for k in (p.key_a, p.key_b)}
 
 
 def fit(dataset, cache_path, exclude_people=(), progress=True) -> dict:
@@ -115,7 +108,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "fit":
-            held = held_out_people(args.pairs, args.folds) if args.pairs else set()
+            held = fold_pairs(args.pairs, args.folds)[1] if args.pairs else set()
             res = fit(args.dataset, args.cache, held)
             t, s = res["template"], res["std"]
             print(f"BlazeFace keypoints in dlib's 150x150 chip, mean of {res['images']} training images "

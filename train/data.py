@@ -135,3 +135,19 @@ def pair_identities(pairs, folds=None) -> set:
             out.add(p.key_a.split("/")[0])
             out.add(p.key_b.split("/")[0])
     return out
+
+
+def parse_folds(text: str) -> set:
+    """``"1,2"`` (1-based, as on the command line) -> ``{0, 1}`` (``Pair.fold``)."""
+    try:
+        return {int(f) - 1 for f in str(text).split(",") if f.strip()}
+    except ValueError:
+        raise ValueError(f"folds must be 1-based numbers separated by commas, not {text!r}") from None
+
+
+def fold_pairs(pairs_path, folds: str):
+    """``(pairs, identities)`` of the given folds of a pairs file: the one held-out split of evaluation,
+    conversion and benchmarks."""
+    folds0 = parse_folds(folds)
+    pairs = [p for p in read_pairs(pairs_path) if p.fold in folds0]
+    return pairs, pair_identities(pairs)

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data import read_pairs
+from edge.embedder import l2_normalise
+
+from train.data import parse_folds, read_pairs
 from train.metrics import all_pairs_scores, roc, verification_report
 
 
@@ -32,7 +34,7 @@ def eval_subset(cache: dict, pairs, folds0):
 
 def report(emb: np.ndarray, keys, persons, pairs) -> dict:
     """Metrics for embeddings ``emb`` of images ``keys`` (with identities ``persons``) on ``pairs``."""
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = l2_normalise(emb)
     at = {k: i for i, k in enumerate(keys)}
     rows = [(p, at.get(p.key_a), at.get(p.key_b)) for p in pairs]
     missing = sum(a is None or b is None for _, a, b in rows)
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
     from train.preprocess import load_cache
 
     cache = load_cache(args.cache)
-    folds0 = {int(f) - 1 for f in args.folds.split(",")}
+    folds0 = parse_folds(args.folds)
     idx, pairs = eval_subset(cache, read_pairs(args.pairs), folds0)
     keys, persons, crops = cache["keys"][idx], cache["persons"][idx], cache["crops"][idx]
     reports = {}

@@ -16,11 +16,8 @@ import sys
 
 import numpy as np
 
+from edge.embedder import l2_normalise
 from train.metrics import pair_accuracy
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def fit_report(student: np.ndarray, teacher: np.ndarray, train_mask, keys, pairs, holdout_folds0) -> dict:
@@ -29,7 +26,7 @@ def fit_report(student: np.ndarray, teacher: np.ndarray, train_mask, keys, pairs
     ``holdout_folds0`` are the 0-based folds of ``pairs`` whose identities were held out; the other folds' pairs are
     the training identities' pairs."""
     train_mask = np.asarray(train_mask, bool)
-    cos = (_unit(student) * _unit(teacher)).sum(axis=1)
+    cos = (l2_normalise(student) * l2_normalise(teacher)).sum(axis=1)
     out = {}
     for name, mask, folds in (("train", train_mask, lambda f: f not in holdout_folds0),
                               ("held_out", ~train_mask, lambda f: f in holdout_folds0)):
@@ -52,7 +49,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from train import config as cfgmod
-    from train.train import embed_images, prepare_data
+    from train.prepare import embed_images, prepare_data
 
     cfg = cfgmod.load(args.config)
     if cfg["loss"]["teacher"] != "dlib":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.embedder import l2_normalise
+
 
 def best_threshold(scores, labels):
     """Threshold maximising accuracy of ``score >= t``; returns ``(t, accuracy)``."""
@@ -80,7 +82,7 @@ def tar_at_far(genuine, impostor, far_target):
 def all_pairs_scores(emb, persons):
     """Cosine scores of every image pair: ``(genuine, impostor)`` arrays (upper triangle only)."""
     emb = np.asarray(emb, np.float32)
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = l2_normalise(emb)
     persons = np.asarray(persons)
     sims = emb @ emb.T
     iu = np.triu_indices(len(emb), 1)
@@ -112,7 +114,7 @@ def pair_accuracy(emb: np.ndarray, keys, pairs) -> dict:
     rows = [(p, at[p.key_a], at[p.key_b]) for p in pairs if p.key_a in at and p.key_b in at]
     if not rows:
         return {"pairs": 0, "accuracy": float("nan")}
-    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    e = l2_normalise(emb)
     scores = [float(e[a] @ e[b]) for _, a, b in rows]
     acc = kfold_accuracy(scores, [p.same for p, _, _ in rows], [p.fold for p, _, _ in rows])
     return {"pairs": len(rows), "accuracy": acc["accuracy"]}

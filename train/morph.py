@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.align import align_face
+from edge.align import CROP_SIZE, align_face
 from train.data import iter_images
 
 
@@ -86,7 +86,7 @@ def build_bank(dataset, cache: dict, train_mask: np.ndarray, n: int, seed: int, 
     if missing:
         raise ValueError(f"{len(missing)} cached images are not in {dataset}")
     _W.update(images=images, landmarks=cache["landmarks"], boxes=cache["boxes"], teacher=teacher)
-    crops = np.zeros((n, 112, 112, 3), np.uint8)
+    crops = np.zeros((n, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     emb = None
     jobs = list(zip(range(n), a, b, lam))
     # Workers share the decoded images by forking; where there is no fork (Windows) the bank is built serially.
@@ -131,7 +131,7 @@ def load_bank(path, held_identities: set) -> dict:
 
 def main(argv=None) -> int:
     from train import config as cfgmod
-    from train.train import prepare_data
+    from train.prepare import prepare_data
 
     ap = argparse.ArgumentParser(prog="python -m train.morph", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="training config whose [data] morphs/morph_seed to build")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.align import align_face
+from edge.align import CROP_SIZE, align_face
 from edge.detector import BlazeFaceDetector
 from edge.faces import Face
 from train.data import iter_images, list_items
@@ -41,7 +41,7 @@ def pick_central(faces, shape):
 def preprocess(dataset, out, detector_path=DEFAULT_DETECTOR, min_score=0.5, progress=True) -> dict:
     det = BlazeFaceDetector(detector_path, min_score=min_score, num_threads=2)
     n = len(list_items(dataset))
-    crops = np.zeros((n, 112, 112, 3), np.uint8)
+    crops = np.zeros((n, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     boxes = np.zeros((n, 4), np.float32)
     lms = np.zeros((n, 4, 2), np.float32)
     detected = np.zeros(n, bool)
