@@ -1,7 +1,8 @@
 """Augmentation for door conditions, as TensorFlow ops on one float32 RGB image with values in [0, 255].
 
-Flips, small rotation/scale/shift, brightness/contrast/gamma, low light with sensor noise, motion and defocus
-blur, JPEG artefacts, grayscale / IR-like, and partial occlusion. Each is applied with its own probability.
+Flips, small rotation/scale/shift, brightness/contrast/gamma, strong side light, low light with sensor noise,
+motion and defocus blur, low resolution (a face far from the camera), JPEG artefacts, grayscale / IR-like, and
+partial occlusion. Each is applied with its own probability.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class AugmentConfig:
     jpeg: float = 0.25
     grayscale: float = 0.15
     occlusion: float = 0.1
+    low_res: float = 0.0
+    side_light: float = 0.0
 
 
 def _blur_bank(size: int = 7) -> np.ndarray:
@@ -94,6 +97,22 @@ def _blur(img):
     return tf.nn.depthwise_conv2d(img[None], k, [1, 1, 1, 1], "SAME")[0]
 
 
+def _low_res(img):
+    """Down to 1/2-1/4 of the side and back up: the detail of a face a few metres from the camera."""
+    size = tf.shape(img)[:2]
+    f = tf.random.uniform([], 0.25, 0.5)
+    small = tf.image.resize(img, tf.cast(tf.cast(size, tf.float32) * f, tf.int32), method="area")
+    return tf.image.resize(small, size, method="bilinear")
+
+
+def _side_light(img):
+    """A light from one side: a brightness ramp across the face (either direction), 0.25-0.6 to 1.1-1.4."""
+    w = tf.shape(img)[1]
+    ramp = tf.linspace(tf.random.uniform([], 0.25, 0.6), tf.random.uniform([], 1.1, 1.4), w)
+    ramp = tf.cond(_chance(0.5), lambda: ramp, lambda: tf.reverse(ramp, [0]))
+    return img * ramp[None, :, None]
+
+
 def _grayscale(img):
     g = tf.image.rgb_to_grayscale(img)
     g = tf.clip_by_value((g - 128.0) * tf.random.uniform([], 1.0, 1.4) + 128.0, 0, 255)   # IR: flat, contrasty
@@ -116,8 +135,10 @@ def augment(img, cfg: AugmentConfig = AugmentConfig()):
     img = tf.cond(_chance(cfg.flip), lambda: tf.image.flip_left_right(img), lambda: img)
     img = tf.cond(_chance(cfg.affine), lambda: _affine(img, cfg), lambda: img)
     img = tf.cond(_chance(cfg.photometric), lambda: _photometric(img), lambda: img)
+    img = tf.cond(_chance(cfg.side_light), lambda: _side_light(img), lambda: img)
     img = tf.cond(_chance(cfg.low_light), lambda: _low_light(img), lambda: img)
     img = tf.cond(_chance(cfg.blur), lambda: _blur(img), lambda: img)
+    img = tf.cond(_chance(cfg.low_res), lambda: _low_res(img), lambda: img)
     img = tf.clip_by_value(img, 0, 255)
     img = tf.cond(_chance(cfg.jpeg),
                   lambda: tf.cast(tf.image.adjust_jpeg_quality(tf.cast(img, tf.uint8),

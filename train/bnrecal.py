@@ -22,6 +22,8 @@ def recalibrate_bn(model, images: np.ndarray, batches: int = 40, batch_size: int
     import tensorflow as tf
 
     bns = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    if not bns:   # e.g. the dlib port: its batch norms are frozen affine layers, folded into the convolutions
+        return 0
     saved = [bn.momentum for bn in bns]
     rng = np.random.default_rng(seed)
     try:

@@ -22,7 +22,18 @@ def prepare_data(cfg: dict, progress: bool = True) -> dict:
     crops_path = cache_dir / f"{stem}-aligned.npz"
     if not crops_path.exists():
         preprocess(d["dataset"], crops_path, d["detector"], progress=progress)
-    cache = load_cache(crops_path)
+    from train.config import TEMPLATE
+
+    template = TEMPLATE[cfg["model"]["arch"]]
+    if template != "arcface112":   # the same faces and landmarks, aligned to the architecture's template
+        from train.chips import realign
+
+        tpl_path = cache_dir / f"{stem}-{template}.npz"
+        if not tpl_path.exists():
+            realign(d["dataset"], crops_path, tpl_path, template, progress=progress)
+        cache = load_cache(tpl_path)
+    else:
+        cache = load_cache(crops_path)
     size = cfg["model"]["input_size"]
     from edge.align import resize_crop
 
@@ -53,7 +64,9 @@ def prepare_data(cfg: dict, progress: bool = True) -> dict:
         # dlib's embeddings share a large common component (mean cosine between different people 0.84 here);
         # distilling that makes every student embedding nearly the same, which BN statistics and int8 then
         # destroy. Centre on the training images' mean (no held-out identity involved): impostor cosine -> 0.01.
-        mean = teacher[train_mask].mean(axis=0, keepdims=True)
+        # The ported network itself (model.arch = dlib_port) keeps dlib's geometry: its teacher is not centred.
+        mean = teacher[train_mask].mean(axis=0, keepdims=True) if cfg["model"]["arch"] == "small" else \
+            np.zeros((1, teacher.shape[1]), np.float32)
         teacher = teacher - mean
         if d["morphs"]:
             from train.morph import bank_path, build_bank, load_bank

@@ -78,9 +78,9 @@ def plot_curves(history: list, path) -> None:
 
 def init_weights(model, path) -> None:
     """Copy the weights of a saved model of the same architecture into ``model`` (fine-tuning a previous run)."""
-    from tensorflow import keras
+    from convert.dlib import load_keras
 
-    src = keras.models.load_model(path, compile=False)
+    src = load_keras(path)
     theirs, ours = src.get_weights(), model.get_weights()
     if [w.shape for w in theirs] != [w.shape for w in ours]:
         raise ValueError(f"{path}: architecture differs from [model] of this config")
@@ -105,7 +105,15 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
     data = prepare_data(cfg, progress)
     ds, sampler = make_dataset(data, cfg, run["seed"])
     m = cfg["model"]
-    model = build_embedder(m["embedding_dim"], m["width"], head_ch=m["head_channels"], input_size=m["input_size"])
+    if m["arch"] == "dlib_port":   # fine-tune the ported dlib ResNet (L2-normalised for the metric losses)
+        from convert.dlib import build_keras, read_dat
+        from train.teacher import dlib_model_paths
+
+        port = build_keras(read_dat(dlib_model_paths()["resnet"]))
+        model = tf.keras.Model(port.input, tf.keras.layers.UnitNormalization(name="l2norm")(port.output),
+                               name="dlib_port")
+    else:
+        model = build_embedder(m["embedding_dim"], m["width"], head_ch=m["head_channels"], input_size=m["input_size"])
     o = cfg["optim"]
     total = o["epochs"] * o["steps_per_epoch"]
     warm = o["warmup_epochs"] * o["steps_per_epoch"]
