@@ -134,11 +134,37 @@ def test_augmentation_keeps_shape_and_range():
     from train.augment import AugmentConfig, augment
 
     cfg = AugmentConfig(**{k: 1.0 for k in ("flip", "affine", "photometric", "low_light", "blur", "jpeg",
-                                            "grayscale", "occlusion")})
+                                            "grayscale", "occlusion", "low_res", "side_light")})
     img = tf.constant(np.random.default_rng(0).integers(0, 255, (96, 96, 3)).astype(np.float32))
     out = augment(img, cfg).numpy()
     assert out.shape == (96, 96, 3) and out.min() >= 0 and out.max() <= 255
     assert np.allclose(out[..., 0], out[..., 1])  # grayscale/IR applied
+
+
+def test_low_res_and_side_light_do_what_they_say():
+    from train.augment import _low_res, _side_light
+
+    img = tf.constant(np.random.default_rng(0).integers(0, 255, (64, 64, 3)).astype(np.float32))
+    low = _low_res(img).numpy()
+    assert low.shape == (64, 64, 3)
+    # Detail is gone: neighbouring pixels differ far less than in the noise image.
+    assert np.abs(np.diff(low, axis=1)).mean() < 0.5 * np.abs(np.diff(img.numpy(), axis=1)).mean()
+    flat = tf.fill((32, 40, 3), 100.0)
+    lit = _side_light(flat).numpy()
+    cols = lit[0, :, 0]
+    assert lit.shape == (32, 40, 3) and abs(cols[0] - cols[-1]) > 40   # one side dark, the other bright
+    assert np.all(np.diff(cols) >= 0) or np.all(np.diff(cols) <= 0)
+
+
+def test_port_architecture_config_checks():
+    from train import config
+
+    cfg = config.load(ROOT / "train" / "configs" / "port-door.toml")
+    assert cfg["model"]["arch"] == "dlib_port" and config.TEMPLATE["dlib_port"] == "dlib150"
+    with pytest.raises(ValueError, match="dlib_port takes model.input_size = 150"):
+        config.load(None, {"model.arch": "dlib_port", "model.input_size": 96})
+    with pytest.raises(ValueError, match="model.arch must be one of"):
+        config.load(None, {"model.arch": "resnet50"})
 
 
 def test_model_is_small_and_normalised():
