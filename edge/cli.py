@@ -296,9 +296,15 @@ def cmd_check(args) -> int:
     analyzer = build_analyzer(cfg)
 
     def model_ok():
+        from edge.sidecar import operating_point
+
         e = analyzer.embedder.load()
-        return f"OK {Path(e.model_path).name} ({e.meta.get('quantization', '?')}, {e.dim}-D, " \
-               f"{e.input_size}px, sha256 {e.sha256[:12]}, runtime {e.backend})"
+        src = e.meta.get("source")
+        what = f"port of {src['file']} from {src['package']} {src['version']}, " if src else ""
+        thr, margin, far = operating_point(e.meta, cfg["match"])
+        return f"OK {Path(e.model_path).name} ({what}{e.meta.get('quantization', '?')}, {e.dim}-D, " \
+               f"{e.input_size}px {e.template}, sha256 {e.sha256[:12]}, runtime {e.backend}; threshold {thr:.3f}" \
+               f"{f' (FAR {far})' if far else ''}, margin {margin:g})"
     item("model", model_ok)
 
     def detector_ok():

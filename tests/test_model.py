@@ -138,3 +138,24 @@ def test_operating_point_from_sidecar_and_config():
         operating_point(meta, {**model, "threshold": 0.1})
     with pytest.raises(ModelError, match="no threshold at FAR 1e-5"):
         operating_point({"thresholds": {"far_1e-2": 0.5}}, {**model, "far_target": "1e-5"})
+
+
+def test_device_path_imports_neither_tensorflow_nor_dlib(port_model):
+    """Every edge module, and an embedding with the default port, without TensorFlow or dlib (a Pi has neither)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import importlib, pkgutil, sys, numpy as np\n"
+        "import edge\n"
+        "for m in (m for m in pkgutil.iter_modules(edge.__path__) if m.name != '__main__'):\n"
+        "    importlib.import_module('edge.' + m.name)\n"
+        "from edge.embedder import Embedder\n"
+        f"e = Embedder({str(port_model)!r}, 1, ['ai_edge_litert', 'tflite_runtime']).load()\n"
+        "e.embed_crop(np.zeros((150, 150, 3), np.uint8))\n"
+        "print(sorted(m for m in ('tensorflow', 'dlib', 'face_recognition', 'torch') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"

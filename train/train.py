@@ -183,6 +183,13 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
 
     recalibrate_bn(model, clean, batches=40)
     model.save(out / "model.keras")
+    if m["arch"] == "dlib_port":   # provenance for the converter's sidecar: what these weights started from
+        from convert.dlib import SOURCE
+        from edge.assets import sha256_file
+
+        src = {**SOURCE, "sha256": sha256_file(dlib_model_paths()["resnet"]), "template": "dlib150",
+               "fine_tuned": "python -m train (config.toml beside the model)"}
+        (out / "model.source.json").write_text(json.dumps(src, indent=1) + "\n")
     summary = {
         "dataset": cfg["data"]["dataset"], "images": int(len(data["images"])),
         "train_images": int(data["train_mask"].sum()),
