@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action="store_true", help="with the mock relay: print the relay's timeline at exit")
     p.add_argument("--realtime", action="store_true", help="play video files and folders at their frame rate")
 
+    p = sub.add_parser("relay", parents=[common],
+                       help="drive the strike to its locked level and exit (the service's ExecStartPre/ExecStopPost)")
+    p.add_argument("--lock", action="store_true", required=True, help="lock (the only action)")
+    p.add_argument("--relay", help="relay backend (overrides relay.backend)")
+    p.add_argument("--pin", help="fallback pin when the config cannot be read (baked in by the installer)")
+    p.add_argument("--active-low", action="store_true", help="with --pin: the relay energises on a low level")
+    p.add_argument("--fallback-backend", default="gpiozero", help="with --pin: backend when the config is unreadable")
+
     p = sub.add_parser("enroll", parents=[common], help="enroll a person from images or the camera")
     p.add_argument("name")
     g = p.add_mutually_exclusive_group(required=True)
@@ -105,6 +113,35 @@ def _progress(desc):
             return items
         return tqdm(items, desc=desc, disable=not sys.stderr.isatty() and not os.environ.get("DOORFACE_PROGRESS"))
     return wrap
+
+
+def relay_settings(args) -> tuple:
+    """``(backend, pin, active_high, where)`` for the re-lock helper: only [relay] of the config, read leniently
+    (a config broken elsewhere must not stop the door from being locked), else the installer's baked-in values."""
+    try:
+        from edge.config import SYSTEM_CONFIG, tomllib
+
+        path = args.config or (str(SYSTEM_CONFIG) if SYSTEM_CONFIG.is_file() else None)
+        layer = tomllib.loads(Path(path).read_text()).get("relay", {}) if path else {}
+        from edge.config import defaults
+
+        r = {**defaults()["relay"], **layer}
+        if not isinstance(r["active_high"], bool):
+            raise ValueError("relay.active_high is not true/false")
+        return args.relay or r["backend"], str(r["pin"]), r["active_high"], path or "defaults"
+    except Exception as exc:  # unreadable file, bad TOML, wrong type: use what the installer baked in
+        if not args.pin:
+            raise ConfigError(f"cannot read the relay settings ({exc}) and no --pin fallback was given") from None
+        return args.relay or args.fallback_backend, args.pin, not args.active_low, f"fallback ({exc})"
+
+
+def cmd_relay(args) -> int:
+    from edge.relay import relock
+
+    backend, pin, active_high, where = relay_settings(args)
+    relock(backend, pin, active_high)
+    print(f"relay locked: {backend} pin {pin} active-{'high' if active_high else 'low'} (from {where})")
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -359,7 +396,7 @@ def cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "enroll": cmd_enroll, "users": cmd_users, "events": cmd_events,
+COMMANDS = {"relay": cmd_relay, "run": cmd_run, "enroll": cmd_enroll, "users": cmd_users, "events": cmd_events,
             "identify": cmd_identify, "embed": cmd_embed, "check": cmd_check, "config": cmd_config}
 
 

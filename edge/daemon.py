@@ -30,9 +30,8 @@ from edge.sidecar import operating_point
 
 log = logging.getLogger("doorface")
 
-
-class Terminate(Exception):
-    """Raised from the SIGTERM/SIGINT handler to leave the loop wherever it is."""
+#: Longest wait for a camera frame before the loop looks at its stop and reload flags again (seconds).
+LOOP_POLL = 0.25
 
 
 def runtime_pref(cfg) -> Optional[list]:
@@ -84,6 +83,7 @@ class Daemon:
         self._stop = threading.Event()
         self.decisions = []
         self.frames = 0
+        self.stopped_by = None
 
     def stop(self):
         """Ask the loop to end (from another thread); the relay is locked on the way out."""
@@ -91,9 +91,11 @@ class Daemon:
 
     # -- signals ---------------------------------------------------------------------------------------
     def _on_term(self, signum, frame):
-        if self.relay is not None:
-            self.relay.lock()
-        raise Terminate(signal.Signals(signum).name)
+        # Only a flag: the handler runs between two bytecodes of whatever the main thread was doing (perhaps inside
+        # the relay's own lock), so it takes no lock and raises nothing. The loop sees the flag within a frame or
+        # LOOP_POLL seconds, and its `finally` locks the relay; a second signal just sets the flag again.
+        self.stopped_by = signal.Signals(signum).name
+        self._stop.set()
 
     def _on_hup(self, signum, frame):
         self._reload.set()
@@ -149,7 +151,7 @@ class Daemon:
             while not self._stop.is_set():
                 if self._reload.is_set():
                     self._handle_reload(analyzer)
-                frame = grabber.latest(timeout=1.0) if grabber else source.read()
+                frame = grabber.latest(timeout=LOOP_POLL) if grabber else source.read()
                 if frame is None:
                     if grabber:
                         if not grabber.connected:
@@ -182,9 +184,8 @@ class Daemon:
                 self.notifier.status(f"last: {d.kind} {d.identity or ''}".strip())
                 if d.kind != "grant" and snapshots is not None:
                     alog.save_snapshot(snapshots, res.crop, cfg["state"]["snapshot_limit"])
-            return 0
-        except Terminate as exc:
-            log.info("stopping on %s", exc)
+            if self.stopped_by:
+                log.info("stopping on %s", self.stopped_by)
             return 0
         finally:
             try:

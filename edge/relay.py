@@ -1,7 +1,9 @@
 """The door relay behind one small interface, failing closed.
 
 - :class:`GpioZeroRelay`: gpiozero ``DigitalOutputDevice`` (Raspberry Pi; ``GPIOZERO_PIN_FACTORY=lgpio`` on a Pi 5).
-  ``backend = "mock"`` uses gpiozero's own ``MockFactory``, whose pin records every state with its time.
+  ``backend = "mock"`` uses gpiozero's own ``MockFactory``, whose pin records every state with its time; with
+  ``DOORFACE_MOCK_RELAY_FILE`` set, the mock also writes its level (``1`` energised, ``0`` locked) to that file on
+  every change, so another process (a fault-injection test, the re-lock helper) sees the strike as hardware would.
 - :class:`JetsonRelay`: ``Jetson.GPIO`` (gpiozero does not support Jetson boards).
 
 "Locked" always means de-energised. Wire a fail-secure strike so that de-energised is locked (see systemd/README.md):
@@ -10,6 +12,7 @@ and may be called twice, and both are context managers.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import List, Optional, Tuple
@@ -22,7 +25,8 @@ class Relay:
 
     def __init__(self):
         self._timer: Optional[threading.Timer] = None
-        self._lock = threading.Lock()
+        # Re-entrant: a re-lock from the same thread (a callback, a handler) can never wait on its own pulse.
+        self._lock = threading.RLock()
 
     # Backends implement these two.
     def _energise(self) -> None:
@@ -107,9 +111,18 @@ class GpioZeroRelay(Relay):
 
     def _energise(self):
         self.open()._dev.on()
+        self._mirror(True)
 
     def _deenergise(self):
         self.open()._dev.off()  # opening drives the pin to its locked level (initial_value=False)
+        self._mirror(False)
+
+    def _mirror(self, on: bool) -> None:
+        """Mock backend: the level into ``DOORFACE_MOCK_RELAY_FILE`` (written in place: one byte, no rename)."""
+        path = os.environ.get("DOORFACE_MOCK_RELAY_FILE") if self.backend == "mock" else None
+        if path:
+            with open(path, "w") as f:
+                f.write("1" if on else "0")
 
     @property
     def is_unlocked(self) -> bool:
@@ -196,6 +209,16 @@ def make_relay(backend: str, pin, active_high: bool) -> Relay:
     if backend == "gpiozero":
         return GpioZeroRelay(pin, active_high, None)
     return GpioZeroRelay(pin, active_high, backend)
+
+
+def relock(backend: str, pin, active_high: bool) -> None:
+    """Drive the strike to its locked level and release the pin: what the service runs before it starts and after
+    it stops, whatever became of the daemon (``doorface relay --lock``)."""
+    relay = make_relay(backend, pin, active_high)
+    try:
+        relay.lock()
+    finally:
+        relay.close()
 
 
 def wait_locked(relay: Relay, timeout: float) -> bool:

@@ -82,10 +82,22 @@ else
         "$REPO/edge/default.toml" > "$DESTDIR$ETC/doorface.toml"
     chmod 0640 "$DESTDIR$ETC/doorface.toml"
 fi
+# The service user reads its config (root:doorface 0640 in a root:doorface 0750 directory); nobody else does.
+run chmod 0750 "$DESTDIR$ETC"
+system chown root:doorface "$ETC" "$ETC/doorface.toml"
 
 # 4. The unit, enabled and started.
 run mkdir -p "$DESTDIR$(dirname "$UNIT")"
-run cp "$REPO/systemd/doorface.service" "$DESTDIR$UNIT"
+# Bake the relay's pin and polarity into the re-lock helper's fallback (used when the config cannot be read).
+PIN=$(sed -n 's/^pin *= *"\{0,1\}\([^" #]*\)"\{0,1\}.*/\1/p' "$DESTDIR$ETC/doorface.toml" 2>/dev/null | head -n 1)
+PIN=${PIN:-17}
+LOW=""
+if grep -q '^active_high *= *false' "$DESTDIR$ETC/doorface.toml" 2>/dev/null; then LOW=" --active-low"; fi
+if [ "$DRY" = 1 ]; then
+    echo "would write $UNIT (re-lock fallback: pin $PIN$LOW)"
+else
+    sed -e "s|--pin 17$|--pin $PIN$LOW|" "$REPO/systemd/doorface.service" > "$DESTDIR$UNIT"
+fi
 system systemctl daemon-reload
 system systemctl enable --now doorface.service
 echo "doorface installed. Enroll someone: sudo -u doorface $PREFIX/venv/bin/doorface enroll NAME --camera"

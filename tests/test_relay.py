@@ -65,3 +65,45 @@ def test_bad_pin_is_a_clear_error():
 
     with pytest.raises(RelayError, match="GPIO"):
         make_relay("mock", "NOT-A-PIN", True).lock()
+
+
+def test_relock_inside_a_pulse_cannot_deadlock():
+    """The tester's SIGTERM-in-a-pulse deadlock: a re-lock from the thread that holds the relay's lock (as a signal
+    handler running inside pulse() would) returns at once."""
+    import threading
+
+    from edge.relay import make_relay
+
+    relay = make_relay("mock", "17", True)
+    relay.pulse(5.0)
+    done = threading.Event()
+
+    def inside_pulse():
+        with relay._lock:          # where pulse() is when a signal arrives
+            relay.lock()
+        done.set()
+    t = threading.Thread(target=inside_pulse, daemon=True)
+    t.start()
+    assert done.wait(2.0), "re-lock deadlocked on the relay's own lock"
+    assert not relay.is_unlocked
+    relay.close()
+
+
+def test_signal_handler_only_sets_the_stop_flag(tmp_path):
+    import signal
+
+    from edge import config
+    from edge.daemon import Daemon
+    from edge.relay import make_relay
+
+    empty = tmp_path / "e.toml"
+    empty.write_text("")
+    relay = make_relay("mock", "17", True)
+    d = Daemon(config.load(str(empty)), tmp_path, relay=relay, install_signals=False)
+    relay.pulse(5.0)
+    with relay._lock:               # even while the relay's lock is held, the handler returns and raises nothing
+        d._on_term(signal.SIGTERM, None)
+        d._on_term(signal.SIGTERM, None)   # a second signal during shutdown: the same flag again
+    assert d._stop.is_set() and d.stopped_by == "SIGTERM"
+    relay.close()
+    assert not relay.is_unlocked
