@@ -93,8 +93,11 @@ class BlazeFaceDetector:
     """
 
     def __init__(self, model_path: str, min_score: float = 0.6, iou_threshold: float = 0.3,
-                 num_threads: int = 2, runtime: Optional[list] = None):
+                 num_threads: int = 2, runtime: Optional[list] = None, sha256: Optional[str] = "known"):
         self.model_path = str(model_path)
+        # The file is checked against the one `make models` fetches (edge.assets.DETECTOR_SHA256), like the
+        # embedder against its sidecar; None skips the check (another detector file, at the caller's risk).
+        self.sha256 = sha256
         self.min_score = float(min_score)
         self.iou_threshold = float(iou_threshold)
         self.num_threads = int(num_threads)
@@ -109,6 +112,14 @@ class BlazeFaceDetector:
 
             if not os.path.isfile(self.model_path):
                 raise ModelError(f"detector model not found: {self.model_path} (run `make models`)")
+            if self.sha256 is not None:
+                from edge.assets import DETECTOR_SHA256, sha256_file
+
+                want = DETECTOR_SHA256 if self.sha256 == "known" else self.sha256
+                got = sha256_file(self.model_path)
+                if got != want:
+                    raise ModelError(f"detector {self.model_path} sha256 {got[:12]}... is not the expected "
+                                     f"{want[:12]}...: refusing to use it (run `make models`)")
             self.backend, self._interp = load_interpreter(self.model_path, self.num_threads, self.runtime)
             inp = self._interp.get_input_details()[0]
             self._input_index = inp["index"]

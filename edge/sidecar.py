@@ -16,6 +16,16 @@ from edge.errors import ModelError
 FORMAT = "doorface-embedder"
 FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "sha256", "input", "output", "metric", "thresholds")
+FARS = ("1e-2", "1e-3", "1e-4", "1e-5")
+
+
+def content_digest(meta: dict) -> str:
+    """sha256 of the sidecar's own content (canonical JSON, without the ``content_sha256`` field): an edited
+    threshold, operating point or input description is caught like an edited model."""
+    import hashlib
+
+    body = {k: v for k, v in meta.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def sidecar_path(model_path) -> Path:
@@ -29,6 +39,7 @@ def write_sidecar(model_path, meta: dict) -> Path:
     meta.setdefault("format_version", FORMAT_VERSION)
     meta["model_file"] = Path(model_path).name
     meta["sha256"] = sha256_file(model_path)
+    meta["content_sha256"] = content_digest(meta)
     path = sidecar_path(model_path)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
@@ -60,7 +71,28 @@ def read_sidecar(model_path, verify: bool = True) -> dict:
         if digest != meta["sha256"]:
             raise ModelError(f"model {model_path} sha256 {digest[:12]}... does not match its sidecar "
                              f"({meta['sha256'][:12]}...): refusing to use it")
+        if meta.get("content_sha256") != content_digest(meta):
+            raise ModelError(f"model sidecar {path} was edited after conversion (content_sha256 does not match): "
+                             "refusing to use it")
+    check_thresholds(meta, path)
     return meta
+
+
+def check_thresholds(meta: dict, path) -> None:
+    """Thresholds are cosine similarities in (0, 1) that get stricter as the FAR target falls."""
+    th = meta["thresholds"]
+    vals = []
+    for far in FARS:
+        v = th.get(f"far_{far}")
+        if v is None:
+            continue
+        if not isinstance(v, (int, float)) or not 0 < v < 1:
+            raise ModelError(f"model sidecar {path}: threshold at FAR {far} = {v!r} is not a cosine in (0, 1)")
+        vals.append(v)
+    if not vals:
+        raise ModelError(f"model sidecar {path}: no thresholds")
+    if any(b < a for a, b in zip(vals, vals[1:])):
+        raise ModelError(f"model sidecar {path}: thresholds do not get stricter as the FAR target falls")
 
 
 #: The operating point of models whose sidecar predates ``decision`` (the small model's measured defaults).

@@ -159,3 +159,37 @@ def test_device_path_imports_neither_tensorflow_nor_dlib(port_model):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-1500:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_edited_sidecar_thresholds_are_refused(model_copy):
+    """The tester's attack: only the sidecar's thresholds set to -1 (the model file untouched)."""
+    side = model_copy.with_suffix(".json")
+    meta = json.loads(side.read_text())
+    meta["thresholds"] = {k: -1.0 for k in meta["thresholds"]}
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="edited after conversion"):
+        Embedder(model_copy).load()
+    # Even with the content digest recomputed, a threshold outside (0, 1) or out of order is refused.
+    from edge.sidecar import content_digest
+
+    meta["content_sha256"] = content_digest(meta)
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="not a cosine in"):
+        Embedder(model_copy).load()
+    meta["thresholds"] = {"far_1e-2": 0.8, "far_1e-3": 0.7}
+    meta["content_sha256"] = content_digest(meta)
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="stricter"):
+        Embedder(model_copy).load()
+
+
+def test_tampered_detector_is_refused(tmp_path, detector_path):
+    from edge.detector import BlazeFaceDetector
+
+    bad = tmp_path / "det.tflite"
+    data = bytearray(detector_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="is not the expected"):
+        BlazeFaceDetector(bad).load()
+    assert BlazeFaceDetector(detector_path).load() is not None
