@@ -5,6 +5,7 @@ Never stores embeddings or images; denied-face snapshots are separate files, opt
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 FILENAME = "access.sqlite"
+log = logging.getLogger("doorface")
 
 
 class AccessLog:
@@ -20,10 +22,13 @@ class AccessLog:
         self.events_out = events_out
         self._db = None
         self._jsonl = None
+        self.failures = 0
 
     def open(self) -> "AccessLog":
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from edge.gallery import make_private_dir
+
+            make_private_dir(self.path.parent)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
@@ -35,14 +40,23 @@ class AccessLog:
 
     def record(self, decision: str, identity, score: float, reason: str = "", frame: int = -1,
                ts: Optional[float] = None) -> dict:
+        """Store one decision. A storage failure (disk full, file gone read-only) is logged, not raised: the door
+        keeps deciding (and stays locked between grants); the decision is still returned and logged by the caller."""
         ts = time.time() if ts is None else ts
-        self.open()
-        self._db.execute("INSERT INTO events (ts, frame, identity, score, decision, reason) VALUES (?,?,?,?,?,?)",
-                         (ts, frame, identity, float(score), decision, reason))
         event = {"ts": round(ts, 3), "frame": frame, "identity": identity, "score": round(float(score), 4),
                  "decision": decision}
+        try:
+            self.open()
+            self._db.execute("INSERT INTO events (ts, frame, identity, score, decision, reason) VALUES (?,?,?,?,?,?)",
+                             (ts, frame, identity, float(score), decision, reason))
+        except (sqlite3.Error, OSError) as exc:
+            self.failures += 1
+            log.error("access log %s: cannot store a %s: %s (the door keeps working)", self.path, decision, exc)
         if self._jsonl:
-            self._jsonl.write(json.dumps(event) + "\n")
+            try:
+                self._jsonl.write(json.dumps(event) + "\n")
+            except OSError as exc:
+                log.error("events file %s: %s", self.events_out, exc)
         return event
 
     def events(self, since: Optional[float] = None, limit: int = 1000):

@@ -94,7 +94,7 @@ class OpenCVSource(FrameSource):
     def __init__(self, target, api=None, live=True, width=640, height=480, fps=30):
         self.target, self.api, self.live = target, api, live
         self.size, self.fps = (width, height), fps
-        self.name = str(target)
+        self.name = redact_uri(str(target))   # what logs and errors show: never the camera's password
         self._cap = None
         self._i = 0
 
@@ -232,7 +232,15 @@ def open_source(uri: str, width=640, height=480, fps=30) -> FrameSource:
         return FolderSource(uri, fps)
     if os.path.isfile(uri):
         return OpenCVSource(uri, None, False)
-    raise CameraError(f"camera source {uri!r} is neither a known camera URI nor an existing file or folder")
+    raise CameraError(f"camera source {redact_uri(uri)!r} is neither a known camera URI nor an existing file or "
+                      "folder")
+
+
+def redact_uri(text: str) -> str:
+    """``rtsp://admin:S3cret@cam/...`` -> ``rtsp://***@cam/...`` (also inside a GStreamer pipeline)."""
+    import re
+
+    return re.sub(r"://[^/@\s]+@", "://***@", text)
 
 
 def jetson_csi_pipeline(sensor_id=0, width=640, height=480, fps=30, flip=0) -> str:

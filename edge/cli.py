@@ -367,8 +367,8 @@ def cmd_check(args) -> int:
         with src:
             frame = src.read()
         if frame is None:
-            raise DoorfaceError(f"{cam['source']} gave no frame")
-        return f"OK {cam['source']} {frame.image.shape[1]}x{frame.image.shape[0]}"
+            raise DoorfaceError(f"{src.name} gave no frame")
+        return f"OK {src.name} {frame.image.shape[1]}x{frame.image.shape[0]}"
     item("camera", camera_ok)
 
     def relay_ok():

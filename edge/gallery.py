@@ -55,16 +55,33 @@ class Gallery:
         exists = self.path.exists()
         if not exists and not create:
             raise GalleryError(f"no gallery at {self.path} (enroll someone with `doorface enroll`)")
+        created = False
         if not exists:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
+            make_private_dir(self.path.parent)
+            try:   # no exists-then-create race: exactly one process creates the file
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                created = True
+            except FileExistsError:
+                pass
+        if not os.access(self.path, os.R_OK | (os.W_OK if create else 0)):
+            raise GalleryError(f"cannot open gallery {self.path}: permission denied (it belongs to "
+                               f"{_owner(self.path)}; run as that user, e.g. `sudo -u doorface doorface ...`)")
         try:
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
             db.execute("PRAGMA foreign_keys = ON")
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if not tables and not create:
-                raise GalleryError(f"{self.path} is empty, not a doorface gallery")
+            if not tables and not created:
+                # Either another enrolment created the file a moment ago and is writing its schema (wait for
+                # it, reading only), or it is an empty file: never silently turned into a new, empty gallery.
+                size = self.path.stat().st_size
+                deadline = time.monotonic() + 2.0
+                while not tables and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not tables:
+                    db.close()
+                    raise GalleryError(f"{self.path} is empty ({size} bytes), not a doorface gallery: move it "
+                                       "away to start a new one")
             if not tables:
                 with _tx(db):
                     for stmt in filter(str.strip, SCHEMA.split(";")):
@@ -111,13 +128,18 @@ class Gallery:
     def has(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM persons WHERE name=?", (name,)).fetchone() is not None
 
-    def add_templates(self, name: str, crops, embeddings, model_sha256: str, sources) -> int:
-        """Add templates for ``name`` (creating the person) in one transaction. Returns the number added."""
+    def add_templates(self, name: str, crops, embeddings, model_sha256: str, sources, check=None) -> int:
+        """Add templates for ``name`` (creating the person) in one transaction. Returns the number added.
+
+        ``check()`` runs inside that transaction before anything is written (the duplicate-face check), so two
+        enrolments at once cannot both pass it and store one face under two names."""
         crops, embeddings, sources = list(crops), np.asarray(embeddings, np.float32), list(sources)
         if not len(crops) or len(crops) != len(embeddings) or len(crops) != len(sources):
             raise GalleryError("nothing to add")
         now = time.time()
         with _tx(self.db):
+            if check is not None:
+                check()
             self.db.execute("INSERT OR IGNORE INTO persons (name, created) VALUES (?, ?)", (name, now))
             pid = self.db.execute("SELECT id FROM persons WHERE name=?", (name,)).fetchone()[0]
             for crop, emb, src in zip(crops, embeddings, sources):
@@ -194,13 +216,41 @@ class Gallery:
 
 @contextmanager
 def _tx(db: sqlite3.Connection):
-    db.execute("BEGIN IMMEDIATE")
+    """One write transaction (``BEGIN IMMEDIATE``: taken before any read, so a check inside it and the writes
+    after it see the same gallery). A failed write (disk full, read-only file) is a :class:`GalleryError`; SQLite
+    may already have rolled back by itself, so a failing ROLLBACK is not a second error."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise GalleryError(f"cannot write the gallery: {exc}") from None
     try:
         yield
-    except BaseException:
-        db.execute("ROLLBACK")
+        db.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass
+        if isinstance(exc, sqlite3.Error):
+            raise GalleryError(f"cannot write the gallery: {exc}; nothing was changed") from None
         raise
-    db.execute("COMMIT")
+
+
+def make_private_dir(path: Path) -> None:
+    """The state dir: created 0700 whatever the umask (biometric data lives in it)."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+
+
+def _owner(path: Path) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(path.stat().st_uid).pw_name
+    except (ImportError, KeyError, OSError):
+        return "another user"
 
 
 def _png(rgb: np.ndarray) -> bytes:

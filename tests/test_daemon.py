@@ -226,3 +226,17 @@ def test_check_reports_each_part(enrolled, tmp_path, capsys):
         assert part in out
     # The default camera /dev/video0 does not exist here, so check fails on that line only.
     assert code == 1 and "camera    FAIL" in out and "model     OK" in out
+
+
+def test_camera_credentials_never_reach_the_log(caplog):
+    from edge.camera import open_source, redact_uri
+
+    assert redact_uri("rtsp://admin:S3cret@10.0.0.5:554/stream") == "rtsp://***@10.0.0.5:554/stream"
+    assert "S3cret" not in redact_uri("gst:rtspsrc location=rtsp://admin:S3cret@cam/x ! decodebin ! appsink")
+    src = open_source("rtsp://admin:S3cret@127.0.0.1:9/none")
+    assert "S3cret" not in src.name
+    with caplog.at_level("INFO"):
+        g = LatestFrameGrabber(src, initial=0.01, maximum=0.02).start()
+        time.sleep(0.3)
+        g.stop()
+    assert g.failures >= 1 and "S3cret" not in caplog.text and "***@127.0.0.1" in caplog.text

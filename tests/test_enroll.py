@@ -104,3 +104,27 @@ def _empty(tmp_path):
     p = tmp_path / "empty.toml"
     p.write_text("")
     return p
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path, samples):
+    import cv2
+
+    from edge.enroll import image_size, read_rgb
+    from edge.errors import EnrollmentError
+
+    img = cv2.imread(str(samples / "obama.jpg"))
+    for ext in (".jpg", ".png"):
+        p = tmp_path / f"x{ext}"
+        cv2.imwrite(str(p), img)
+        assert image_size(p.read_bytes()) == (img.shape[1], img.shape[0])
+        with pytest.raises(EnrollmentError, match="MP; use a smaller photo"):
+            read_rgb(p, max_pixels=1000)
+        assert read_rgb(p).shape == img.shape
+    # A JPEG header claiming 16000 x 16000 is refused from its header (never decoded).
+    data = bytearray((tmp_path / "x.jpg").read_bytes())
+    i = next(i for i in range(2, len(data) - 9) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2))
+    data[i + 5:i + 7] = (16000).to_bytes(2, "big")
+    data[i + 7:i + 9] = (16000).to_bytes(2, "big")
+    (tmp_path / "huge.jpg").write_bytes(bytes(data))
+    with pytest.raises(EnrollmentError, match="16000x16000"):
+        read_rgb(tmp_path / "huge.jpg")

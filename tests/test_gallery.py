@@ -87,3 +87,77 @@ def test_other_sqlite_database_is_not_a_gallery(tmp_path):
 def test_missing_gallery_without_create(tmp_path):
     with pytest.raises(GalleryError, match="no gallery"):
         Gallery(tmp_path / "none.sqlite").open()
+
+
+def test_concurrent_enrolments_cannot_store_one_face_under_two_names(tmp_path):
+    """The tester's race (1 in 6 tries): the duplicate check and the insert are one BEGIN IMMEDIATE transaction."""
+    import threading
+
+    path = tmp_path / "state" / "g.sqlite"        # a fresh state dir: no FileExistsError either
+    face = embs(1, seed=3)
+    results = {}
+    barrier = threading.Barrier(2)
+
+    def enrol(name):
+        g = Gallery(path)
+        try:
+            barrier.wait()
+            g.open(create=True)
+
+            def check():
+                m = g.index("sha").match(face[0])
+                if m.identity is not None and m.identity != name and m.score > 0.9:
+                    raise GalleryError(f"already matches {m.identity}")
+            results[name] = g.add_templates(name, crops(1), face, "sha", ["x"], check=check)
+        except GalleryError as exc:
+            results[name] = str(exc)
+        finally:
+            g.close()
+    for _ in range(5):
+        results.clear()
+        if path.exists():
+            path.unlink()
+        ts = [threading.Thread(target=enrol, args=(n,)) for n in ("ann", "bob")]
+        [t.start() for t in ts]
+        [t.join(30) for t in ts]
+        stored = [n for n, r in results.items() if r == 1]
+        assert len(stored) == 1, results
+        other = ({"ann", "bob"} - set(stored)).pop()
+        assert results[other] == f"already matches {stored[0]}"
+        with Gallery(path) as g:
+            assert [p.name for p in g.people()] == stored
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+
+
+def test_a_full_disk_is_a_clear_error_and_changes_nothing(tmp_path):
+    g = Gallery(tmp_path / "g.sqlite").open(create=True)
+    g.add_templates("ann", crops(1), embs(1), "sha", ["a"])
+    pages = g.db.execute("PRAGMA page_count").fetchone()[0]
+    g.db.execute(f"PRAGMA max_page_count = {pages}")    # SQLite's own "database or disk is full"
+    with pytest.raises(GalleryError, match="full; nothing was changed"):
+        g.add_templates("bob", crops(4, seed=1), embs(4, seed=1), "sha", list("abcd"))
+    assert [p.name for p in g.people()] == ["ann"]
+    g.db.execute(f"PRAGMA max_page_count = {pages * 100}")
+    assert g.add_templates("bob", crops(1, seed=1), embs(1, seed=1), "sha", ["b"]) == 1   # still usable
+
+
+def test_an_empty_gallery_file_is_never_silently_replaced(tmp_path):
+    path = tmp_path / "g.sqlite"
+    path.write_bytes(b"")
+    with pytest.raises(GalleryError, match="is empty .0 bytes., not a doorface gallery"):
+        Gallery(path).open(create=True)
+    assert path.stat().st_size == 0
+
+
+def test_access_log_survives_a_full_disk(tmp_path, caplog):
+    from edge.accesslog import AccessLog
+
+    log = AccessLog(tmp_path / "a.sqlite").open()
+    log.record("deny", None, 0.1)
+    pages = log._db.execute("PRAGMA page_count").fetchone()[0]
+    log._db.execute(f"PRAGMA max_page_count = {pages}")
+    with caplog.at_level("ERROR"):
+        for i in range(200):                       # fills the last page, then every insert fails
+            ev = log.record("grant", "ann", 0.99, frame=i)
+    assert ev["decision"] == "grant" and log.failures > 0 and "the door keeps working" in caplog.text
+    log.close()
