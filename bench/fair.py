@@ -203,7 +203,13 @@ def main(argv=None) -> int:
 
     def cached(name, fn):   # face_recognition's embeddings are the same for both tolerances
         key = "face_recognition" if name.startswith("face_recognition") else name
-        return lambda ims: cache.setdefault((key, id(ims[0]), len(ims)), fn(ims))
+
+        def embed(ims):
+            k = (key, id(ims[0]), len(ims))
+            if k not in cache:
+                cache[k] = fn(ims)
+            return cache[k]
+        return embed
 
     engines = {n: (cached(n, e[0]),) + e[1:] for n, e in engines.items()}
 

@@ -110,6 +110,14 @@ class Daemon:
             log.error("reload failed, keeping the previous gallery: %s", exc)
         self.notifier.ready(f"{len(analyzer.index)} templates")
 
+    def _record(self, access, d, frame_index: int) -> None:
+        """One final decision: the access log, the events list, one log line, systemd's status."""
+        event = access.record(d.kind, d.identity, d.score, d.reason, frame_index)
+        self.decisions.append(event)
+        log.info("%s identity=%s score=%.3f frame=%d (%s)", d.kind, d.identity or "-", d.score, frame_index,
+                 d.reason)
+        self.notifier.status(f"last: {d.kind} {d.identity or ''}".strip())
+
     # -- main loop -------------------------------------------------------------------------------------
     def run(self) -> int:
         cfg = self.cfg
@@ -167,9 +175,10 @@ class Daemon:
                     continue
                 res = analyzer.analyze(frame.image, frame.detect_image)
                 self.notifier.watchdog_ping()  # capture and inference both worked
-                if res is None:
-                    continue
-                if res.rejected:
+                ended = policy.tick(t)        # a visit that ended without a grant is a deny, however short
+                if ended is not None:
+                    self._record(access, ended, frame.index)
+                if res is None or res.rejected:
                     continue
                 mt = res.match
                 d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin))
@@ -177,11 +186,7 @@ class Daemon:
                     continue
                 if d.kind == "grant":
                     relay.pulse(unlock_s)
-                event = access.record(d.kind, d.identity, d.score, d.reason, frame.index)
-                self.decisions.append(event)
-                log.info("%s identity=%s score=%.3f frame=%d (%s)", d.kind, d.identity or "-", d.score,
-                         frame.index, d.reason)
-                self.notifier.status(f"last: {d.kind} {d.identity or ''}".strip())
+                self._record(access, d, frame.index)
                 if d.kind != "grant" and snapshots is not None:
                     alog.save_snapshot(snapshots, res.crop, cfg["state"]["snapshot_limit"])
             if self.stopped_by:

@@ -2,9 +2,13 @@
 
 A frame with a face is an *observation* (best person, score, margin). It *passes* when its score reaches the
 threshold and its margin to the second-best person reaches ``min_margin``. The door opens (``grant``) only when
-the same person passes in ``n`` of the last ``m`` observations, all within ``window`` seconds. An *attempt* is one
-continuous presence: it ends when no face was observed for ``attempt_gap`` seconds. An attempt that reaches ``m``
-observations without a grant is denied once (``deny``); a grant can still follow within the same attempt. Faces are ignored for ``cooldown`` seconds after a
+the same person passes in ``n`` of the last ``m`` observations, all within ``window`` seconds; when another person
+passes within an attempt (a photo swapped in front of the camera), the count starts again. An *attempt*
+is one continuous presence: it ends when no face was observed for ``attempt_gap`` seconds. Every attempt that ends
+without a grant is a ``deny``, however short (closed by :meth:`DecisionPolicy.tick` on the frames after it, or by
+the next observation); one that reaches ``m`` observations without a grant is denied at once, and continued
+presence without a grant is denied again every ``window`` seconds (each counts towards the lockout); a grant can
+still follow within the same attempt. Faces are ignored for ``cooldown`` seconds after a
 grant for the person just granted (who is still standing there), and after ``lockout_attempts`` denied attempts within
 ``lockout_window`` seconds, for a back-off that doubles each time (``lockout_base`` up to ``lockout_max``).
 An unknown face can never produce a grant: identity None never passes.
@@ -68,6 +72,13 @@ class DecisionPolicy:
     _lockouts: int = 0
     _last_t: Optional[float] = None
     _denied: bool = False
+    _last_deny_t: float = float("-inf")
+    _open: bool = False                # an attempt with observations, neither granted nor denied yet
+    _open_score: float = float("-inf")  # best score of the open attempt
+    _seen: int = 0                     # observations since the attempt began or was last denied
+    _seen_pass: bool = False           # ... and whether any of them passed
+    _last_identity: Optional[str] = None
+    _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
 
     def passes(self, o: Observation) -> bool:
         return o.identity is not None and o.score >= self.cfg.threshold and o.margin >= self.cfg.min_margin
@@ -78,16 +89,61 @@ class DecisionPolicy:
     def reset(self):
         self._recent.clear()
 
+    def tick(self, t: float) -> Optional[Decision]:
+        """Call on every frame (with or without a face): closes an attempt that ended without a grant or a deny
+        as a ``deny`` (it counts towards the lockout like any other). None when there is nothing to close."""
+        if self._open and self._last_t is not None and t - self._last_t > self.cfg.attempt_gap:
+            return self._deny(t, self._open_score, "attempt ended without a grant")
+        return None
+
+    def _deny(self, t: float, score: float, reason: str) -> Decision:
+        c = self.cfg
+        self._open = False
+        self._open_score = float("-inf")
+        self._seen = 0
+        self._seen_pass = False
+        self._denied = True
+        self._last_deny_t = t
+        self._denials.append(t)
+        while self._denials and t - self._denials[0] > c.lockout_window:
+            self._denials.popleft()
+        if len(self._denials) >= c.lockout_attempts:
+            self._lockouts += 1
+            span = min(c.lockout_base * 2 ** (self._lockouts - 1), c.lockout_max)
+            self._lockout_until = t + span
+            self._denials.clear()
+            self._recent.clear()
+            return Decision("lockout", None, score, f"{c.lockout_attempts} denied attempts: {span:.0f}s")
+        return Decision("deny", None, score, reason)
+
     def observe(self, o: Observation) -> Decision:
         c = self.cfg
         if o.t < self._lockout_until:
             return Decision("locked_out", reason=f"lockout for {self._lockout_until - o.t:.0f}s more")
         if self._last_t is None or o.t - self._last_t > c.attempt_gap:  # a new attempt
+            if self._open:        # the previous one ended unseen by tick(): it is a deny all the same
+                closed = self._deny(self._last_t + c.attempt_gap, self._open_score, "attempt ended without a grant")
+                if closed.kind == "lockout":
+                    self._last_t = o.t
+                    return closed
+                self._pending = closed
             self._recent.clear()
             self._denied = False
+            self._last_deny_t = float("-inf")
+            self._last_identity = None
         self._last_t = o.t
+        if self.passes(o) and o.identity != self._last_identity:
+            # Another person passes (or a photo was swapped in): the count starts here. A frame that passes for
+            # nobody (blur, a turned head) does not reset it.
+            self._recent.clear()
+            self._last_identity = o.identity
         if o.t < self._cooldown_until and o.identity == self._cooldown_identity and self.passes(o):
+            self._open = False
             return Decision("cooldown", o.identity, o.score, "cooldown after grant")
+        self._open = True
+        self._open_score = max(self._open_score, o.score)
+        self._seen += 1
+        self._seen_pass = self._seen_pass or self.passes(o)
         while self._recent and o.t - self._recent[0].t > c.window:
             self._recent.popleft()
         self._recent.append(o)
@@ -104,22 +160,21 @@ class DecisionPolicy:
                 self._recent.clear()
                 self._denials.clear()
                 self._denied = False
+                self._open = False
+                self._open_score = float("-inf")
+                self._seen = 0
+                self._seen_pass = False
                 self._lockouts = 0
                 self._cooldown_until = o.t + c.cooldown
                 self._cooldown_identity = who
                 return Decision("grant", who, score, f"{count} of last {c.m} frames")
-        if len(self._recent) >= c.m and not self._denied:
-            best = max(self._recent, key=lambda r: r.score)
-            reason = "unknown face" if not any(self.passes(r) for r in self._recent) else "not enough agreeing frames"
-            self._denied = True
-            self._denials.append(o.t)
-            while self._denials and o.t - self._denials[0] > c.lockout_window:
-                self._denials.popleft()
-            if len(self._denials) >= c.lockout_attempts:
-                self._lockouts += 1
-                span = min(c.lockout_base * 2 ** (self._lockouts - 1), c.lockout_max)
-                self._lockout_until = o.t + span
-                self._denials.clear()
-                return Decision("lockout", None, best.score, f"{c.lockout_attempts} denied attempts: {span:.0f}s")
-            return Decision("deny", None, best.score, reason)
+        if self._seen >= c.m and o.t - self._last_deny_t >= c.window:
+            # m faces without a grant (whoever they matched, however the best match changed): an attempt denied.
+            reason = "not enough agreeing frames" if self._seen_pass else "unknown face"
+            if self._denied:
+                reason += " (still there)"
+            return self._deny(o.t, self._open_score, reason)
+        if self._pending is not None:   # the deny of the attempt that ended before this face appeared
+            pending, self._pending = self._pending, None
+            return pending
         return Decision("pending", o.identity, o.score, f"{len(self._recent)} of {c.m} frames")

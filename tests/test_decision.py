@@ -109,3 +109,46 @@ def test_lockout_is_capped():
 def test_config_rejects_n_above_m():
     with pytest.raises(ValueError):
         PolicyConfig(threshold=0.5, n=6, m=5)
+
+
+def test_short_visits_are_attempts_and_lock_out():
+    """The tester's walk-around: 30 visits of 0.4 s over 73 s gave 0 denies. Every visit is an attempt now."""
+    p = policy(lockout_attempts=5, lockout_window=60.0)
+    finals = []
+    t = 0.0
+    for visit in range(30):
+        for d in feed(p, [(None, 0.2, 0.0)] * 4, t0=t, dt=0.1):      # 0.4 s: never m = 5 frames
+            finals.append(d)
+        t += 2.43
+        d = p.tick(t)                                                 # frames without a face after the visit
+        if d is not None:
+            finals.append(d)
+    kinds_ = [d.kind for d in finals if d.final]
+    assert kinds_[:5] == ["deny", "deny", "deny", "deny", "lockout"]
+    assert all(d.reason == "attempt ended without a grant" for d in finals if d.kind == "deny")
+
+
+def test_continuous_presence_is_denied_again_and_again():
+    """70 s of continuous presence gave 1 deny; now one deny per window of presence, and a lockout."""
+    p = policy(lockout_attempts=5, window=3.0)
+    ds = feed(p, [(None, 0.2, 0.0)] * 700, dt=0.1)
+    finals = [d.kind for d in ds if d.final]
+    assert finals[:5] == ["deny"] * 4 + ["lockout"]
+
+
+def test_a_swapped_photo_must_earn_its_frames_from_scratch():
+    """A deny, then an owner's photo swapped in with no gap: votes count only from the swap, and a change of the
+    best match in between restarts them."""
+    p = policy(n=3, m=5)
+    ds = feed(p, [("ann", 0.9, 0.5), ("ann", 0.9, 0.5), ("eve", 0.9, 0.5), ("ann", 0.9, 0.5), ("eve", 0.9, 0.5)])
+    assert "grant" not in kinds(ds)         # 3 of ann in the last 5, but never 3 without another match between
+    assert ds[-1].kind == "deny"
+    ds = feed(p, [("ann", 0.9, 0.5)] * 3, t0=0.5)
+    assert kinds(ds) == ["pending", "pending", "grant"]
+
+
+def test_an_attempt_ended_unseen_is_denied_with_the_next_face():
+    p = policy()
+    feed(p, [(None, 0.2, 0.0)] * 2)
+    ds = feed(p, [(None, 0.2, 0.0)], t0=10.0)         # no tick() in between (e.g. no frames): still counted
+    assert ds[0].kind == "deny" and ds[0].reason == "attempt ended without a grant"
