@@ -93,8 +93,17 @@ class DecisionPolicy:
         """Call on every frame (with or without a face): closes an attempt that ended without a grant or a deny
         as a ``deny`` (it counts towards the lockout like any other). None when there is nothing to close."""
         if self._open and self._last_t is not None and t - self._last_t > self.cfg.attempt_gap:
-            return self._deny(t, self._open_score, "attempt ended without a grant")
+            return self._close_attempt(t)
         return None
+
+    def _close_attempt(self, t: float) -> Optional[Decision]:
+        """The open attempt ended: a deny, unless it was already denied less than ``window`` before it ended
+        (the tail of one visit is not a second attempt)."""
+        if self._denied and self._last_t - self._last_deny_t < self.cfg.window:
+            self._open = False
+            self._seen, self._seen_pass, self._open_score = 0, False, float("-inf")
+            return None
+        return self._deny(t, self._open_score, "attempt ended without a grant")
 
     def _deny(self, t: float, score: float, reason: str) -> Decision:
         c = self.cfg
@@ -121,8 +130,8 @@ class DecisionPolicy:
         if o.t < self._lockout_until:
             return Decision("locked_out", reason=f"lockout for {self._lockout_until - o.t:.0f}s more")
         if self._last_t is None or o.t - self._last_t > c.attempt_gap:  # a new attempt
-            if self._open:        # the previous one ended unseen by tick(): it is a deny all the same
-                closed = self._deny(self._last_t + c.attempt_gap, self._open_score, "attempt ended without a grant")
+            closed = self._close_attempt(self._last_t + c.attempt_gap) if self._open else None
+            if closed is not None:    # the previous one ended unseen by tick(): it is a deny all the same
                 if closed.kind == "lockout":
                     self._last_t = o.t
                     return closed

@@ -152,3 +152,10 @@ def test_an_attempt_ended_unseen_is_denied_with_the_next_face():
     feed(p, [(None, 0.2, 0.0)] * 2)
     ds = feed(p, [(None, 0.2, 0.0)], t0=10.0)         # no tick() in between (e.g. no frames): still counted
     assert ds[0].kind == "deny" and ds[0].reason == "attempt ended without a grant"
+
+
+def test_the_tail_of_a_denied_visit_is_not_a_second_attempt():
+    p = policy(window=3.0)
+    ds = feed(p, [(None, 0.2, 0.0)] * 8)          # denied at frame 5, then 3 more frames of the same visit
+    assert [d.kind for d in ds if d.final] == ["deny"]
+    assert p.tick(5.0) is None                     # the visit ends: nothing more to count
