@@ -16,7 +16,7 @@ STAGE3  ?= runs/stage3
 RUN     ?= runs/stage4
 MODEL   ?= models/doorface-int8.tflite
 
-.PHONY: install models samples demo test test-all train train-quick eval convert bench bench-model \
+.PHONY: install install-edge models samples demo test test-all train train-quick eval convert bench bench-model \
         bench-fair convert-dlib \
         compare-losses install-service uninstall-service clean
 
@@ -31,6 +31,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 models: $(DETECTOR)
+
+# The device: the edge extra only (no TensorFlow, dlib or PyTorch) and the detector model. On a Pi the venv sees
+# apt's python3-picamera2 and python3-lgpio (--system-site-packages).
+install-edge:
+	test -x $(VPY) || $(PY) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install --quiet 'numpy<2' -e '.[edge]'
+	test -f $(DETECTOR) || $(VPY) -m edge.assets models models
 
 $(DETECTOR): | $(STAMP)
 	$(VPY) -m edge.assets models models

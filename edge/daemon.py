@@ -152,7 +152,7 @@ class Daemon:
             log.info("ready: %d templates, model %s, threshold %.3f (%s), margin %.3f, relay %s, camera %s",
                      len(analyzer.index), Path(analyzer.embedder.model_path).name, policy.cfg.threshold,
                      f"FAR {far}" if far else "from config", policy.cfg.min_margin, r["backend"], source.name)
-            self.notifier.ready(f"{len(analyzer.index)} templates")
+            ready = False   # READY=1 once the first frame went through the whole pipeline
             unlock_s = r["unlock_seconds"]
             started = time.monotonic()
             snapshots = self.state_dir / "snapshots" if cfg["state"]["snapshots"] else None
@@ -164,6 +164,9 @@ class Daemon:
                     if grabber:
                         if not grabber.connected:
                             relay.lock()
+                            # The process is alive and retrying with the door locked: keep the watchdog fed
+                            # (a hung process stops pinging; a lost camera is handled, not hung).
+                            self.notifier.watchdog_ping()
                         continue
                     break  # end of a file or folder
                 self.frames += 1
@@ -175,6 +178,9 @@ class Daemon:
                     continue
                 res = analyzer.analyze(frame.image, frame.detect_image)
                 self.notifier.watchdog_ping()  # capture and inference both worked
+                if not ready:
+                    self.notifier.ready(f"{len(analyzer.index)} templates")
+                    ready = True
                 ended = policy.tick(t)        # a visit that ended without a grant is a deny, however short
                 if ended is not None:
                     self._record(access, ended, frame.index)

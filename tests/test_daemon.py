@@ -240,3 +240,38 @@ def test_camera_credentials_never_reach_the_log(caplog):
         time.sleep(0.3)
         g.stop()
     assert g.failures >= 1 and "S3cret" not in caplog.text and "***@127.0.0.1" in caplog.text
+
+
+class RecordingNotifier:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):      # ready, watchdog_ping, status, stopping, reloading
+        return lambda *a: self.calls.append((time.monotonic(), name))
+
+
+def test_ready_after_the_first_frame_and_watchdog_fed_while_the_camera_is_away(enrolled):
+    """READY=1 only once a frame went through; while a live camera is being reopened the watchdog keeps being fed
+    (the tester saw 31 s of silence against WatchdogSec=30)."""
+    import threading
+
+    cfg = load_cfg(enrolled)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    t_start = time.monotonic()
+    src = FakeSource(fn=lambda i: CameraError("not yet") if time.monotonic() - t_start < 1.0 else frame, live=True)
+    cfg["camera"]["reopen_initial_seconds"] = 0.05
+    cfg["camera"]["reopen_max_seconds"] = 0.1
+    note = RecordingNotifier()
+    d = Daemon(cfg, cfg["state"]["dir"], source=src, relay=make_relay("mock", "17", True), notifier=note,
+               install_signals=False)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    time.sleep(1.6)
+    d.stop()
+    t.join(10)
+    ready = [ts for ts, n in note.calls if n == "ready"]
+    pings = [ts for ts, n in note.calls if n == "watchdog_ping"]
+    assert ready and ready[0] - t_start >= 1.0                   # not before the camera delivered
+    assert any(ts < ready[0] for ts in pings)                    # fed while the camera was away
+    gaps = np.diff([t_start] + pings)
+    assert gaps.max() < 1.0
