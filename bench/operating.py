@@ -13,8 +13,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 MARGINS = (0.0, 0.01, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05)
 
 

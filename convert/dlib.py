@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path

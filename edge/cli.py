@@ -160,7 +160,7 @@ def cmd_run(args) -> int:
 
 def _analyzer_and_gallery(cfg, create=False):
     from edge import gallery as gal
-    from edge.daemon import build_analyzer
+    from edge.build import build_analyzer
 
     analyzer = build_analyzer(cfg)
     analyzer.embedder.load()
@@ -249,13 +249,14 @@ def cmd_events(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    from edge.daemon import build_analyzer, load_index
+    from edge.build import build_analyzer, load_index
     from edge.enroll import read_rgb
 
     cfg = load_config(args)
     analyzer = build_analyzer(cfg)
     meta = analyzer.embedder.load().meta
     analyzer.index = load_index(Path(cfg["state"]["dir"]), meta["sha256"])
+    from edge.decision import passes
     from edge.sidecar import operating_point
 
     thr, margin, _ = operating_point(meta, cfg["match"])
@@ -271,7 +272,7 @@ def cmd_identify(args) -> int:
         for f in analyzer.faces(rgb):
             res = analyzer.describe(rgb, f, gate=False)
             m = res.match
-            ok = m.identity is not None and m.score >= thr and m.margin >= margin
+            ok = passes(m.identity, m.score, m.margin, thr, margin)
             faces.append({"box": [round(v, 1) for v in f.box], "identity": m.identity if ok else None,
                           "best": m.identity, "score": round(m.score, 4), "margin": round(m.margin, 4),
                           "decision": "grant" if ok else "deny"})
@@ -282,7 +283,7 @@ def cmd_identify(args) -> int:
 def cmd_embed(args) -> int:
     import numpy as np
 
-    from edge.daemon import build_analyzer
+    from edge.build import build_analyzer
     from edge.enroll import read_rgb
 
     cfg = load_config(args)
@@ -310,7 +311,7 @@ def cmd_embed(args) -> int:
 def cmd_check(args) -> int:
     from edge import gallery as gal
     from edge.camera import open_source
-    from edge.daemon import build_analyzer
+    from edge.build import build_analyzer
     from edge.relay import make_relay
 
     results = []

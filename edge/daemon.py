@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Optional
 
 from edge import accesslog as alog
-from edge import gallery as gal
+from edge.build import build_analyzer, load_index, policy_config
 from edge.camera import FrameSource, LatestFrameGrabber, open_source
-from edge.decision import DecisionPolicy, Observation, PolicyConfig
-from edge.detector import BlazeFaceDetector
-from edge.embedder import Embedder
+from edge.decision import DecisionPolicy, Observation
 from edge.errors import GalleryError
-from edge.matcher import TemplateIndex
 from edge.notify import Systemd
 from edge.pipeline import FaceAnalyzer
-from edge.quality import QualityConfig
 from edge.relay import Relay, make_relay
 from edge.sidecar import operating_point
 
@@ -34,44 +30,15 @@ log = logging.getLogger("doorface")
 LOOP_POLL = 0.25
 
 
-def runtime_pref(cfg) -> Optional[list]:
-    r = cfg["model"]["runtime"]
-    return None if r == "auto" else [r]
-
-
-def build_analyzer(cfg) -> FaceAnalyzer:
-    m = cfg["model"]
-    det = BlazeFaceDetector(m["detector"], cfg["detection"]["min_score"], num_threads=m["threads"],
-                            runtime=runtime_pref(cfg))
-    emb = Embedder(m["embedder"], m["threads"], runtime_pref(cfg))
-    return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]))
-
-
-def policy_config(cfg, meta) -> PolicyConfig:
-    mt, d = cfg["match"], cfg["decision"]
-    threshold, margin, _ = operating_point(meta, mt)
-    return PolicyConfig(threshold=threshold, min_margin=margin, n=d["frames_needed"],
-                        m=d["frames_window"], window=d["window_seconds"], attempt_gap=d["attempt_gap_seconds"], cooldown=d["cooldown_seconds"],
-                        lockout_attempts=d["lockout_attempts"], lockout_window=d["lockout_window_seconds"],
-                        lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
-
-
-def load_index(state_dir: Path, model_sha: str) -> TemplateIndex:
-    path = state_dir / gal.FILENAME
-    if not path.exists():
-        log.warning("no gallery at %s: nobody is enrolled, the door will not open", path)
-        return TemplateIndex([], [])
-    with gal.Gallery(path) as g:
-        return g.index(model_sha)
-
-
 class Daemon:
-    """Run with :meth:`run`; returns the exit code. ``relay``/``source``/``notifier`` may be injected (tests)."""
+    """Run with :meth:`run`; returns the exit code. ``relay``/``source``/``notifier``/``analyzer`` may be injected
+    (tests; ``edge.detector.FakeDetector`` and ``edge.embedder.FakeEmbedder`` need no model files)."""
 
     def __init__(self, cfg: dict, state_dir, source: Optional[FrameSource] = None, relay: Optional[Relay] = None,
                  events_out: Optional[str] = None, notifier: Optional[Systemd] = None, install_signals=True,
-                 realtime: bool = False):
+                 realtime: bool = False, analyzer: Optional[FaceAnalyzer] = None):
         self.cfg = cfg
+        self.analyzer = analyzer
         self.state_dir = Path(state_dir)
         self.source = source
         self.relay = relay
@@ -135,7 +102,7 @@ class Daemon:
                 for sig, fn in ((signal.SIGTERM, self._on_term), (signal.SIGINT, self._on_term),
                                 (signal.SIGHUP, self._on_hup)):
                     old_handlers[sig] = signal.signal(sig, fn)
-            analyzer = build_analyzer(cfg)
+            analyzer = self.analyzer or build_analyzer(cfg)
             analyzer.detector.load()
             meta = analyzer.embedder.load().meta
             analyzer.index = load_index(self.state_dir, meta["sha256"])

@@ -20,6 +20,12 @@ from dataclasses import dataclass, field
 from typing import Deque, Optional
 
 
+def passes(identity: Optional[str], score: float, margin: float, threshold: float, min_margin: float) -> bool:
+    """The one rule a face must meet to count for a person: the daemon's frames, `doorface identify` and the
+    benchmarks all use it. An unknown face (identity None) never passes."""
+    return identity is not None and score >= threshold and margin >= min_margin
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     threshold: float
@@ -81,7 +87,7 @@ class DecisionPolicy:
     _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
 
     def passes(self, o: Observation) -> bool:
-        return o.identity is not None and o.score >= self.cfg.threshold and o.margin >= self.cfg.min_margin
+        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin)
 
     def locked_out(self, t: float) -> bool:
         return t < self._lockout_until

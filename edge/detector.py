@@ -24,6 +24,29 @@ class Detector(Protocol):
         ...
 
 
+class FakeDetector:
+    """A stand-in detector for tests and dry runs (as gpiozero ships MockFactory): one upright face in the middle
+    of every frame that is not blank, its eyes ``eye_frac`` of the frame's width apart. No model file, no I/O."""
+
+    def __init__(self, eye_frac: float = 0.2, min_std: float = 2.0):
+        self.eye_frac, self.min_std = float(eye_frac), float(min_std)
+        self.backend = "fake"
+        self.model_path = "fake"
+
+    def load(self) -> "FakeDetector":
+        return self
+
+    def detect(self, rgb: np.ndarray) -> List[Face]:
+        if float(np.asarray(rgb).std()) < self.min_std:
+            return []
+        h, w = rgb.shape[:2]
+        e = self.eye_frac * w
+        cx, cy = w / 2, h / 2
+        lms = np.array([[cx - e / 2, cy - 0.25 * e], [cx + e / 2, cy - 0.25 * e], [cx, cy + 0.3 * e],
+                        [cx, cy + 0.85 * e]], np.float32)
+        return [Face((cx - e, cy - 1.1 * e, cx + e, cy + 1.4 * e), lms, 0.99)]
+
+
 def ssd_anchors(input_size: int = INPUT_SIZE, strides=(8, 16, 16, 16)) -> np.ndarray:
     """Anchor centres (normalised x, y) of BlazeFace short range: 16x16x2 + 8x8x6 = 896 anchors."""
     anchors = []

@@ -97,3 +97,42 @@ class Embedder:
         """The model-input crop of a face (align to the model's template, resize to the model's size)."""
         self.load()
         return model_input(rgb, landmarks, self.input_size, self.template)
+
+
+class FakeEmbedder:
+    """A stand-in embedder for tests and dry runs: a fixed random projection of the (downsampled, grey) crop,
+    L2-normalised. The same picture gives the same embedding and different pictures different ones; its "sidecar"
+    has thresholds like a real model's. No model file, no runtime."""
+
+    def __init__(self, input_size: int = 64, dim: int = 32, template: str = DEFAULT_TEMPLATE, seed: int = 0,
+                 thresholds: Optional[dict] = None):
+        self.input_size, self.dim, self.template = int(input_size), int(dim), template
+        rng = np.random.default_rng(seed)
+        self._proj = rng.normal(size=(16 * 16, self.dim)).astype(np.float32)
+        self.model_path = "fake"
+        self.backend = "fake"
+        self.meta = {"sha256": f"fake-{seed}-{dim}", "quantization": "none", "metric": "cosine",
+                     "input": {"template": template}, "embedding_dim": self.dim,
+                     "thresholds": thresholds or {"far_1e-2": 0.6, "far_1e-3": 0.7, "far_1e-4": 0.8, "far_1e-5": 0.9},
+                     "decision": {"far_target": "1e-4", "min_margin": 0.05}}
+
+    def load(self) -> "FakeEmbedder":
+        return self
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["sha256"]
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        import cv2
+
+        g = cv2.resize(cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY), (16, 16),
+                       interpolation=cv2.INTER_AREA).astype(np.float32).reshape(-1)
+        return l2_normalise((g - g.mean()) @ self._proj)
+
+    def embed_crops(self, crops) -> np.ndarray:
+        out = [self.embed_crop(c) for c in crops]
+        return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return model_input(rgb, landmarks, self.input_size, self.template)

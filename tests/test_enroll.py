@@ -80,7 +80,7 @@ def test_enroll_from_a_folder_and_reembed(tmp_path, samples, args, capsys):
 
 def test_camera_enrollment_keeps_distinct_good_frames(tmp_path, samples, shipped_model, detector_path):
     from edge.camera import FakeSource
-    from edge.daemon import build_analyzer
+    from edge.build import build_analyzer
     from edge.enroll import enroll_camera
     from edge import config
 

@@ -1,0 +1,53 @@
+"""The door's composition root: the pieces every command builds from one validated config, in one place.
+
+``doorface run`` (the daemon), ``enroll``, ``identify``, ``embed``, ``users reembed`` and ``check`` all build the
+detector, embedder, quality gates, gallery index and decision policy here, so what the door does and what the
+commands report cannot drift apart.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from edge import gallery as gal
+from edge.decision import PolicyConfig
+from edge.detector import BlazeFaceDetector
+from edge.embedder import Embedder
+from edge.matcher import TemplateIndex
+from edge.pipeline import FaceAnalyzer
+from edge.quality import QualityConfig
+from edge.sidecar import operating_point
+
+log = logging.getLogger("doorface")
+
+
+def runtime_pref(cfg) -> Optional[list]:
+    r = cfg["model"]["runtime"]
+    return None if r == "auto" else [r]
+
+
+def build_analyzer(cfg) -> FaceAnalyzer:
+    m = cfg["model"]
+    det = BlazeFaceDetector(m["detector"], cfg["detection"]["min_score"], num_threads=m["threads"],
+                            runtime=runtime_pref(cfg))
+    emb = Embedder(m["embedder"], m["threads"], runtime_pref(cfg))
+    return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]))
+
+
+def policy_config(cfg, meta) -> PolicyConfig:
+    mt, d = cfg["match"], cfg["decision"]
+    threshold, margin, _ = operating_point(meta, mt)
+    return PolicyConfig(threshold=threshold, min_margin=margin, n=d["frames_needed"],
+                        m=d["frames_window"], window=d["window_seconds"], attempt_gap=d["attempt_gap_seconds"], cooldown=d["cooldown_seconds"],
+                        lockout_attempts=d["lockout_attempts"], lockout_window=d["lockout_window_seconds"],
+                        lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
+
+
+def load_index(state_dir: Path, model_sha: str) -> TemplateIndex:
+    path = state_dir / gal.FILENAME
+    if not path.exists():
+        log.warning("no gallery at %s: nobody is enrolled, the door will not open", path)
+        return TemplateIndex([], [])
+    with gal.Gallery(path) as g:
+        return g.index(model_sha)
