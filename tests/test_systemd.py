@@ -29,7 +29,9 @@ def test_unit_has_the_required_settings():
                  "SupplementaryGroups=video gpio", "StateDirectory=doorface", "ConfigurationDirectory=doorface",
                  "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
                  "CapabilityBoundingSet=\n", "RestrictAddressFamilies=AF_UNIX\n",
-                 "SystemCallFilter=@system-service", "DevicePolicy=closed", "DeviceAllow=char-gpiochip"):
+                 "SystemCallFilter=@system-service", "DevicePolicy=closed", "DeviceAllow=char-gpiochip",
+                 "ExecStartPre=/opt/doorface/venv/bin/doorface relay --lock --config /etc/doorface/doorface.toml",
+                 "ExecStopPost=/opt/doorface/venv/bin/doorface relay --lock --config /etc/doorface/doorface.toml"):
         assert line in text, line
     # Every relaxation is commented.
     assert text.count("Relaxation") >= 3
