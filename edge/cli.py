@@ -392,8 +392,17 @@ def cmd_config(args) -> int:
     if args.print_default:
         print(config.default_text(), end="")
         return 0
-    load_config(args)
+    cfg = load_config(args)
     print(f"config OK: {args.config or 'packaged defaults' + (' + ' + str(config.SYSTEM_CONFIG) if config.SYSTEM_CONFIG.is_file() else '')}")
+    # Which model the door runs, and the rule it decides by (the model's sidecar is read, so a missing or
+    # tampered model is reported here as well).
+    from edge.sidecar import operating_point, read_sidecar
+
+    meta = read_sidecar(cfg["model"]["embedder"])
+    thr, margin, far = operating_point(meta, cfg["match"])
+    src = meta.get("source")
+    print(f"model: {cfg['model']['embedder']} ({'port of ' + src['file'] if src else 'doorface small model'}, "
+          f"{meta.get('quantization')}); threshold {thr:.3f}{f' (FAR {far})' if far else ''}, margin {margin:g}")
     return 0
 
 

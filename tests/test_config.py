@@ -64,3 +64,16 @@ def test_cli_validate_gives_one_line_and_nonzero(tmp_path, capsys):
 def test_missing_config_file(tmp_path, capsys):
     assert cli.main(["config", "--config", str(tmp_path / "nope.toml")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_config_validate_names_the_model_and_refuses_a_loose_threshold(tmp_path, capsys, port_model):
+    from edge import cli
+
+    assert cli.main(["config", "--validate", "--config", write(tmp_path, ""), "--model", str(port_model)]) == 0
+    out = capsys.readouterr().out
+    assert "port of dlib_face_recognition_resnet_model_v1.dat" in out and "(FAR 1e-5), margin 0.03" in out
+    # The tester's `threshold = 0.1` (an unenrolled face was granted at 0.217): below the model's FAR 1e-2 value.
+    assert cli.main(["config", "--validate", "--config", write(tmp_path, "[match]\nthreshold = 0.1\n"),
+                     "--model", str(port_model)]) == 1
+    err = capsys.readouterr().err
+    assert "looser than this model's FAR 1e-2 threshold" in err and len(err.strip().splitlines()) == 1
