@@ -71,16 +71,20 @@ def _relock(cfg, state_file):
 
 
 # (signal, inject inside a pulse?) - every signal inside a pulse, and SIGTERM/SIGKILL at a random moment too.
+# DOORFACE_FAULT_ROUNDS=N repeats the campaign N times with other random moments (1 in the default test run).
 FAULTS = [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGHUP, True), (signal.SIGKILL, True),
           (signal.SIGABRT, True), (signal.SIGTERM, False), (signal.SIGKILL, False)]
+ROUNDS = int(os.environ.get("DOORFACE_FAULT_ROUNDS", "1"))
+CASES = [(s, p, r) for r in range(ROUNDS) for s, p in FAULTS]
 
 
-@pytest.mark.parametrize("sig,in_pulse", FAULTS, ids=[f"{s.name}-{'pulse' if p else 'random'}" for s, p in FAULTS])
-def test_fault_leaves_the_strike_locked(door, sig, in_pulse):
+@pytest.mark.parametrize("sig,in_pulse,round_", CASES,
+                         ids=[f"{s.name}-{'pulse' if p else 'random'}-{r}" for s, p, r in CASES])
+def test_fault_leaves_the_strike_locked(door, sig, in_pulse, round_):
     cfg, clip, tmp = door
-    state = tmp / f"relay-{sig.name}-{in_pulse}"
+    state = tmp / f"relay-{sig.name}-{in_pulse}-{round_}"
     state.write_text("?")
-    rng = random.Random(f"{sig.name}{in_pulse}")
+    rng = random.Random(f"{sig.name}{in_pulse}{round_}")
     p = _start(cfg, clip, state)
     try:
         if in_pulse:
@@ -144,3 +148,30 @@ def test_relock_helper_falls_back_to_the_baked_in_pin(tmp_path):
                        text=True)
     assert r.returncode == 1 and r.stderr.startswith("doorface: cannot read the relay settings")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_gallery_on_reload_keeps_the_door_locked_and_running(door, tmp_path):
+    import shutil
+
+    cfg, clip, tmp = door
+    # A copy of the state dir, so the other tests keep their gallery.
+    state_dir = tmp_path / "state"
+    shutil.copytree(tmp / "state", state_dir)
+    cfg2 = tmp_path / "c.toml"
+    cfg2.write_text(cfg.read_text().replace(str(tmp / "state"), str(state_dir)))
+    relay_file = tmp_path / "relay"
+    p = _start(cfg2, clip, relay_file)
+    try:
+        assert _wait_level(relay_file, "1", 60)         # running on its gallery (it granted)
+        (state_dir / "gallery.sqlite").write_bytes(b"this is not a database" * 100)
+        p.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert p.poll() is None, p.stderr.read()[-1500:]  # still running on the gallery it had
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=5) == 0
+        assert _level(relay_file) == "0"
+        assert "reload failed, keeping the previous gallery" in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
