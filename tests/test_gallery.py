@@ -161,3 +161,12 @@ def test_access_log_survives_a_full_disk(tmp_path, caplog):
             ev = log.record("grant", "ann", 0.99, frame=i)
     assert ev["decision"] == "grant" and log.failures > 0 and "the door keeps working" in caplog.text
     log.close()
+
+
+def test_a_gallery_this_user_cannot_open_says_so(tmp_path, monkeypatch):
+    """Not "corrupt": a permission problem, with who owns the file (root bypasses modes, so os.access is faked)."""
+    g = Gallery(tmp_path / "g.sqlite").open(create=True)
+    g.close()
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(GalleryError, match="permission denied .it belongs to .*; run as that user"):
+        Gallery(tmp_path / "g.sqlite").open()

@@ -2,6 +2,7 @@
 import os
 import re
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -66,6 +67,10 @@ def test_staged_install_is_idempotent_and_keeps_config(tmp_path, shipped_model, 
               "opt/doorface/models/face_detection_short_range.tflite", "etc/doorface/doorface.toml",
               "etc/systemd/system/doorface.service"):
         assert (root / f).is_file(), f
+    # The service user can read its config, nobody else can (finding: root:root 0640 was unreadable by it).
+    assert stat.S_IMODE((root / "etc/doorface").stat().st_mode) == 0o750
+    assert stat.S_IMODE((root / "etc/doorface/doorface.toml").stat().st_mode) == 0o640
+    assert "skipped (DESTDIR): chown root:doorface /etc/doorface /etc/doorface/doorface.toml" in r.stdout
     cfg = (root / "etc/doorface/doorface.toml").read_text()
     assert 'embedder = "/opt/doorface/models/doorface-dlib-int8.tflite"' in cfg
     assert "skipped (DESTDIR): systemctl enable --now doorface.service" in r.stdout
