@@ -93,6 +93,7 @@ def group_rates(sim: np.ndarray, threshold: float, margin: float, enrolled: int,
         fa_comp += int((s >= threshold).sum())
         top2 = -np.sort(-s, axis=1)[:, :2]
         second = top2[:, 1] if s.shape[1] > 1 else np.full(len(s), -np.inf)
+        # edge.decision.passes, vectorised over every stranger of the split (the best enrolled person is known).
         fa_rule += int(((top2[:, 0] >= threshold) & (top2[:, 0] - second >= margin)).sum())
         strangers += len(probe)
     return {"comparisons": comparisons, "false_accepts": fa_comp, "far": fa_comp / max(comparisons, 1),
