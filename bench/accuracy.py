@@ -135,3 +135,17 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0):
             "false_accept_rate": fa / max(stra, 1), "false_reject_rate": fr / max(gen, 1),
             "misidentified_rate": mis / max(gen, 1), "strangers_accepted": fa, "threshold": float(threshold),
             "margin": margin}
+
+
+def open_set_runs(sim, persons, threshold, margin=0.0, seeds: int = 3) -> dict:
+    """:func:`open_set` over ``seeds`` random enrolments, counts summed (one enrolment of a few hundred people lets a
+    handful of strangers in, too few to compare rules on)."""
+    runs = [open_set(sim, persons, threshold, margin, seed) for seed in range(seeds)]
+    tot = {k: sum(r[k] for r in runs) for k in ("genuine_probes", "stranger_probes", "strangers_accepted")}
+    fr = sum(r["false_reject_rate"] * r["genuine_probes"] for r in runs)
+    mis = sum(r["misidentified_rate"] * r["genuine_probes"] for r in runs)
+    return {**tot, "enrolments": seeds, "enrolled_people": runs[0]["enrolled_people"],
+            "false_accept_rate": tot["strangers_accepted"] / max(tot["stranger_probes"], 1),
+            "false_reject_rate": fr / max(tot["genuine_probes"], 1),
+            "misidentified_rate": mis / max(tot["genuine_probes"], 1), "threshold": float(threshold),
+            "margin": margin}

@@ -17,22 +17,15 @@ MARGINS = (0.0, 0.01, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05)
 
 
 def sweep(sim, persons, thresholds: dict, margins=MARGINS, seeds: int = 3) -> list:
-    from bench.accuracy import open_set
+    from bench.accuracy import open_set_runs
 
     rows = []
     for far, thr in thresholds.items():
         for margin in margins:
-            fa = ns = ng = 0
-            fr = 0.0
-            for seed in range(seeds):
-                o = open_set(sim, persons, thr, margin=margin, seed=seed)
-                fa += o["strangers_accepted"]
-                ns += o["stranger_probes"]
-                ng += o["genuine_probes"]
-                fr += o["false_reject_rate"] * o["genuine_probes"]
-            rows.append({"far_target": far, "threshold": float(thr), "margin": margin, "strangers_accepted": int(fa),
-                         "stranger_probes": int(ns), "false_accept_rate": fa / max(ns, 1),
-                         "false_reject_rate": fr / max(ng, 1), "genuine_probes": int(ng)})
+            o = open_set_runs(sim, persons, thr, margin, seeds)
+            rows.append({"far_target": far, "threshold": float(thr), "margin": margin, **{
+                k: o[k] for k in ("strangers_accepted", "stranger_probes", "false_accept_rate", "false_reject_rate",
+                                  "genuine_probes")}})
     return rows
 
 

@@ -96,3 +96,15 @@ def test_fair_reads_the_archive_layout(tmp_path):
     chips = load_chips(tgz)
     assert [len(chips[g]) for g in ("white", "black", "asian", "indian")] == [1, 0, 2, 0]
     assert chips["asian"][0][1].shape == (20, 20, 3)
+
+
+def test_open_set_runs_sum_the_enrolments():
+    persons = np.array(list("aabbccddeeff"))
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(len(persons), 8)).astype(np.float32)
+    sim = A.similarity(emb, np.ones(len(persons), bool), "cosine")
+    runs = [A.open_set(sim, persons, 0.3, 0.0, seed) for seed in range(3)]
+    tot = A.open_set_runs(sim, persons, 0.3, 0.0, seeds=3)
+    assert tot["stranger_probes"] == sum(r["stranger_probes"] for r in runs)
+    assert tot["strangers_accepted"] == sum(r["strangers_accepted"] for r in runs)
+    assert tot["false_accept_rate"] == tot["strangers_accepted"] / tot["stranger_probes"]
