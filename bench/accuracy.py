@@ -121,7 +121,7 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0):
         order = np.argsort(-per)
         best, score = names[order[0]], per[order[0]]
         second = per[order[1]] if len(order) > 1 else -np.inf
-        accept = bool(np.isfinite(score)) and passes(best, score, score - second, threshold, margin)
+        accept = bool(np.isfinite(score)) and passes(best, score, score - second, threshold, margin, live=True)
         if truth is None:
             stra += 1
             fa += bool(accept)

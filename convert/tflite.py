@@ -13,7 +13,10 @@ import numpy as np
 QUANTS = ("float32", "float16", "dynamic", "int8")
 
 
-def convert(model, quant: str = "float32", representative: Optional[Iterable[np.ndarray]] = None) -> bytes:
+def convert(model, quant: str = "float32", representative: Optional[Iterable[np.ndarray]] = None,
+            float_io: bool = False) -> bytes:
+    """``representative``: one array per sample, or a tuple of arrays (one per input) for a multi-input model.
+    ``float_io``: int8 models keep float32 inputs and outputs (the quantisation happens inside)."""
     import tensorflow as tf
 
     if quant not in QUANTS:
@@ -27,18 +30,20 @@ def convert(model, quant: str = "float32", representative: Optional[Iterable[np.
     elif quant == "int8":
         if representative is None:
             raise ValueError("int8 needs a representative set of aligned faces (--calib)")
-        reps = [np.asarray(r, np.float32) for r in representative]
+        reps = [tuple(np.asarray(x, np.float32) for x in r) if isinstance(r, (tuple, list))
+                else (np.asarray(r, np.float32),) for r in representative]
         if not reps:
             raise ValueError("int8 representative set is empty")
 
         def gen():
             for r in reps:
-                yield [r[None]]
+                yield [x[None] for x in r]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.uint8
-        conv.inference_output_type = tf.int8
+        if not float_io:
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.int8
     return conv.convert()
 
 

@@ -44,7 +44,7 @@ class AccessLog:
         keeps deciding (and stays locked between grants); the decision is still returned and logged by the caller."""
         ts = time.time() if ts is None else ts
         event = {"ts": round(ts, 3), "frame": frame, "identity": identity, "score": round(float(score), 4),
-                 "decision": decision}
+                 "decision": decision, "reason": reason}
         try:
             self.open()
             self._db.execute("INSERT INTO events (ts, frame, identity, score, decision, reason) VALUES (?,?,?,?,?,?)",

@@ -14,6 +14,7 @@ from edge import gallery as gal
 from edge.decision import PolicyConfig
 from edge.detector import BlazeFaceDetector
 from edge.embedder import Embedder
+from edge.liveness import LivenessModel
 from edge.matcher import TemplateIndex
 from edge.pipeline import FaceAnalyzer
 from edge.quality import QualityConfig
@@ -27,12 +28,26 @@ def runtime_pref(cfg) -> Optional[list]:
     return None if r == "auto" else [r]
 
 
+LIVENESS_OFF = ("liveness is OFF (liveness.enabled = false): a printed photo or a phone screen showing an enrolled "
+                "person can open this door")
+
+
+def build_liveness(cfg) -> Optional[LivenessModel]:
+    """The liveness model of the config, or None when it is explicitly turned off (the daemon and ``identify`` warn
+    with :data:`LIVENESS_OFF` at every start)."""
+    lv = cfg["liveness"]
+    if not lv["enabled"]:
+        return None
+    th = None if lv["threshold"] == "model" else float(lv["threshold"])
+    return LivenessModel(lv["model"], th, cfg["model"]["threads"], runtime_pref(cfg))
+
+
 def build_analyzer(cfg) -> FaceAnalyzer:
     m = cfg["model"]
     det = BlazeFaceDetector(m["detector"], cfg["detection"]["min_score"], num_threads=m["threads"],
                             runtime=runtime_pref(cfg))
     emb = Embedder(m["embedder"], m["threads"], runtime_pref(cfg))
-    return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]))
+    return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]), liveness=build_liveness(cfg))
 
 
 def policy_config(cfg, meta) -> PolicyConfig:

@@ -260,6 +260,12 @@ def cmd_identify(args) -> int:
     from edge.sidecar import operating_point
 
     thr, margin, _ = operating_point(meta, cfg["match"])
+    if analyzer.liveness is None:
+        from edge.build import LIVENESS_OFF
+
+        print(f"doorface: warning: {LIVENESS_OFF}", file=sys.stderr)
+    else:
+        analyzer.liveness.load()
     code = 0
     for path in args.images:
         try:
@@ -272,11 +278,15 @@ def cmd_identify(args) -> int:
         for f in analyzer.faces(rgb):
             res = analyzer.describe(rgb, f, gate=False)
             m = res.match
-            ok = passes(m.identity, m.score, m.margin, thr, margin)
+            ok = passes(m.identity, m.score, m.margin, thr, margin, res.live)
+            reason = "" if ok else ("spoof" if not res.live else "unknown face")
             faces.append({"box": [round(v, 1) for v in f.box], "identity": m.identity if ok else None,
                           "best": m.identity, "score": round(m.score, 4), "margin": round(m.margin, 4),
-                          "decision": "grant" if ok else "deny"})
-        print(json.dumps({"image": path, "faces": faces, "threshold": round(thr, 4)}))
+                          "liveness": None if res.liveness is None else round(res.liveness, 4), "live": res.live,
+                          "decision": "grant" if ok else "deny", "reason": reason})
+        out = {"image": path, "faces": faces, "threshold": round(thr, 4),
+               "liveness_threshold": None if analyzer.liveness is None else round(analyzer.liveness.threshold, 4)}
+        print(json.dumps(out))
     return code
 
 
@@ -345,6 +355,18 @@ def cmd_check(args) -> int:
                f"{f' (FAR {far})' if far else ''}, margin {margin:g})"
     item("model", model_ok)
 
+    def liveness_ok():
+        lv = analyzer.liveness
+        if lv is None:
+            from edge.build import LIVENESS_OFF
+
+            raise DoorfaceError(LIVENESS_OFF)
+        lv.load()
+        src = lv.meta.get("source", {})
+        return f"OK {Path(lv.model_path).name} ({src.get('licence', '?')}, {lv.meta.get('quantization', '?')}, " \
+               f"sha256 {lv.sha256[:12]}, runtime {lv.backend}; live when score >= {lv.threshold:.2f})"
+    item("liveness", liveness_ok)
+
     def detector_ok():
         analyzer.detector.load()
         return f"OK {Path(analyzer.detector.model_path).name} (runtime {analyzer.detector.backend})"
@@ -403,6 +425,17 @@ def cmd_config(args) -> int:
     src = meta.get("source")
     print(f"model: {cfg['model']['embedder']} ({'port of ' + src['file'] if src else 'doorface small model'}, "
           f"{meta.get('quantization')}); threshold {thr:.3f}{f' (FAR {far})' if far else ''}, margin {margin:g}")
+    lv = cfg["liveness"]
+    if lv["enabled"]:
+        from edge.liveness import read_liveness_sidecar
+
+        lmeta = read_liveness_sidecar(lv["model"])
+        th = lmeta["threshold"] if lv["threshold"] == "model" else lv["threshold"]
+        print(f"liveness: {lv['model']} ({lmeta.get('quantization')}); live when score >= {th:.2f}")
+    else:
+        from edge.build import LIVENESS_OFF
+
+        print(f"liveness: OFF. Warning: {LIVENESS_OFF}")
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge import accesslog as alog
-from edge.build import build_analyzer, load_index, policy_config
+from edge.build import LIVENESS_OFF, build_analyzer, load_index, policy_config
 from edge.camera import FrameSource, LatestFrameGrabber, open_source
 from edge.decision import DecisionPolicy, Observation
 from edge.errors import GalleryError
@@ -105,6 +105,10 @@ class Daemon:
             analyzer = self.analyzer or build_analyzer(cfg)
             analyzer.detector.load()
             meta = analyzer.embedder.load().meta
+            if analyzer.liveness is not None:
+                analyzer.liveness.load()   # missing or tampered: ModelError, the door stays locked
+            else:
+                log.warning(LIVENESS_OFF)
             analyzer.index = load_index(self.state_dir, meta["sha256"])
             policy = DecisionPolicy(policy_config(cfg, meta))
             access = alog.AccessLog(self.state_dir / alog.FILENAME, self.events_out).open()
@@ -116,9 +120,12 @@ class Daemon:
             else:
                 source.open()
             far = operating_point(analyzer.embedder.meta, cfg["match"])[2]
-            log.info("ready: %d templates, model %s, threshold %.3f (%s), margin %.3f, relay %s, camera %s",
-                     len(analyzer.index), Path(analyzer.embedder.model_path).name, policy.cfg.threshold,
-                     f"FAR {far}" if far else "from config", policy.cfg.min_margin, r["backend"], source.name)
+            lv = analyzer.liveness
+            log.info("ready: %d templates, model %s, threshold %.3f (%s), margin %.3f, liveness %s, relay %s, "
+                     "camera %s", len(analyzer.index), Path(analyzer.embedder.model_path).name,
+                     policy.cfg.threshold, f"FAR {far}" if far else "from config", policy.cfg.min_margin,
+                     f"{Path(lv.model_path).name} >= {lv.threshold:.2f}" if lv is not None else "OFF",
+                     r["backend"], source.name)
             ready = False   # READY=1 once the first frame went through the whole pipeline
             unlock_s = r["unlock_seconds"]
             started = time.monotonic()
@@ -154,7 +161,7 @@ class Daemon:
                 if res is None or res.rejected:
                     continue
                 mt = res.match
-                d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin))
+                d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin, res.live))
                 if not d.final:
                     continue
                 if d.kind == "grant":

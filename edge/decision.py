@@ -11,7 +11,9 @@ presence without a grant is denied again every ``window`` seconds (each counts t
 still follow within the same attempt. Faces are ignored for ``cooldown`` seconds after a
 grant for the person just granted (who is still standing there), and after ``lockout_attempts`` denied attempts within
 ``lockout_window`` seconds, for a back-off that doubles each time (``lockout_base`` up to ``lockout_max``).
-An unknown face can never produce a grant: identity None never passes.
+An unknown face can never produce a grant: identity None never passes. Nor can a face judged an attack by the
+liveness check (``live`` False): it never passes, and when ``n`` such faces are seen within an attempt the attempt
+is denied at once with reason ``spoof`` (it counts towards the lockout like any deny).
 """
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Deque, Optional
 
 
-def passes(identity: Optional[str], score: float, margin: float, threshold: float, min_margin: float) -> bool:
+def passes(identity: Optional[str], score: float, margin: float, threshold: float, min_margin: float,
+           live: bool) -> bool:
     """The one rule a face must meet to count for a person: the daemon's frames, `doorface identify` and the
-    benchmarks all use it. An unknown face (identity None) never passes."""
-    return identity is not None and score >= threshold and margin >= min_margin
+    benchmarks all use it. An unknown face (identity None) never passes; neither does a face the liveness check
+    judged an attack (``live`` False; True only when liveness passed or was explicitly turned off)."""
+    return live is True and identity is not None and score >= threshold and margin >= min_margin
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Observation:
     identity: Optional[str]
     score: float
     margin: float
+    live: bool        # the liveness check's call (True when it is explicitly turned off)
 
 
 @dataclass(frozen=True)
@@ -83,11 +88,12 @@ class DecisionPolicy:
     _open_score: float = float("-inf")  # best score of the open attempt
     _seen: int = 0                     # observations since the attempt began or was last denied
     _seen_pass: bool = False           # ... and whether any of them passed
+    _seen_spoof: int = 0               # ... and how many were judged attacks by the liveness check
     _last_identity: Optional[str] = None
     _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
 
     def passes(self, o: Observation) -> bool:
-        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin)
+        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live)
 
     def locked_out(self, t: float) -> bool:
         return t < self._lockout_until
@@ -107,9 +113,10 @@ class DecisionPolicy:
         (the tail of one visit is not a second attempt)."""
         if self._denied and self._last_t - self._last_deny_t < self.cfg.window:
             self._open = False
-            self._seen, self._seen_pass, self._open_score = 0, False, float("-inf")
+            self._seen, self._seen_pass, self._seen_spoof, self._open_score = 0, False, 0, float("-inf")
             return None
-        return self._deny(t, self._open_score, "attempt ended without a grant")
+        reason = "spoof" if self._seen_spoof >= self.cfg.n else "attempt ended without a grant"
+        return self._deny(t, self._open_score, reason)
 
     def _deny(self, t: float, score: float, reason: str) -> Decision:
         c = self.cfg
@@ -117,6 +124,7 @@ class DecisionPolicy:
         self._open_score = float("-inf")
         self._seen = 0
         self._seen_pass = False
+        self._seen_spoof = 0
         self._denied = True
         self._last_deny_t = t
         self._denials.append(t)
@@ -159,6 +167,7 @@ class DecisionPolicy:
         self._open_score = max(self._open_score, o.score)
         self._seen += 1
         self._seen_pass = self._seen_pass or self.passes(o)
+        self._seen_spoof += 0 if o.live else 1
         while self._recent and o.t - self._recent[0].t > c.window:
             self._recent.popleft()
         self._recent.append(o)
@@ -179,10 +188,14 @@ class DecisionPolicy:
                 self._open_score = float("-inf")
                 self._seen = 0
                 self._seen_pass = False
+                self._seen_spoof = 0
                 self._lockouts = 0
                 self._cooldown_until = o.t + c.cooldown
                 self._cooldown_identity = who
                 return Decision("grant", who, score, f"{count} of last {c.m} frames")
+        if self._seen_spoof >= c.n and o.t - self._last_deny_t >= c.window:
+            # n faces judged attacks (a photo or a screen held up): denied at once, and counted for the lockout.
+            return self._deny(o.t, self._open_score, "spoof")
         if self._seen >= c.m and o.t - self._last_deny_t >= c.window:
             # m faces without a grant (whoever they matched, however the best match changed): an attempt denied.
             reason = "not enough agreeing frames" if self._seen_pass else "unknown face"

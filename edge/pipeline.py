@@ -23,14 +23,20 @@ class FaceResult:
     rejected: Optional[str] = None        # quality reason, None when the face counts
     embedding: Optional[np.ndarray] = None
     match: Optional[Match] = None
+    liveness: Optional[float] = None      # live score 0..1; None when liveness is turned off
+    live: bool = False                    # the liveness call (True only if live, or liveness explicitly off)
 
 
 class FaceAnalyzer:
-    """Holds the detector, the embedder and the gallery index; :meth:`analyze` runs one frame."""
+    """Holds the detector, the embedder, the liveness model and the gallery index; :meth:`analyze` runs one frame.
+
+    ``liveness`` None means liveness was explicitly turned off (config ``liveness.enabled = false``): every face
+    then counts as live. The composition root (``edge.build``) is the only place that decides that."""
 
     def __init__(self, detector: Detector, embedder: Embedder, quality: QualityConfig,
-                 index: Optional[TemplateIndex] = None):
+                 index: Optional[TemplateIndex] = None, liveness=None):
         self.detector, self.embedder, self.quality = detector, embedder, quality
+        self.liveness = liveness
         self.index = index or TemplateIndex(np.zeros((0, 0)), [])
 
     def faces(self, rgb: np.ndarray, detect_image: Optional[np.ndarray] = None) -> List[Face]:
@@ -49,7 +55,12 @@ class FaceAnalyzer:
         if reason:
             return FaceResult(face, crop, reason)
         emb = self.embedder.embed_crop(crop)
-        return FaceResult(face, crop, None, emb, self.index.match(emb))
+        if self.liveness is None:
+            score, live = None, True
+        else:
+            lv = self.liveness.check(rgb, face)
+            score, live = lv.score, bool(lv.live)
+        return FaceResult(face, crop, None, emb, self.index.match(emb), score, live)
 
     def analyze(self, rgb: np.ndarray, detect_image: Optional[np.ndarray] = None) -> Optional[FaceResult]:
         """The largest face of the frame, gated, embedded and matched; None when there is no face."""

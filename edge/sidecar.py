@@ -47,33 +47,46 @@ def write_sidecar(model_path, meta: dict) -> Path:
     return path
 
 
-def read_sidecar(model_path, verify: bool = True) -> dict:
-    """Read and validate the sidecar of ``model_path``; with ``verify``, check the model's sha256 too."""
+def read_verified(model_path, fmt: str, version: int, required, verify: bool = True, what: str = "model",
+                  hint: str = "convert the model with `python -m convert`") -> dict:
+    """The sidecar of ``model_path`` in format ``fmt``/``version`` with the ``required`` keys; with ``verify``, the
+    model's sha256 and the sidecar's own content digest are checked too (any mismatch: refuse)."""
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ModelError(f"model not found: {model_path}")
+        raise ModelError(f"{what} not found: {model_path}")
     path = sidecar_path(model_path)
     if not path.is_file():
-        raise ModelError(f"model sidecar missing: {path} (convert the model with `python -m convert`)")
+        raise ModelError(f"{what} sidecar missing: {path} ({hint})")
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelError(f"model sidecar unreadable: {path}: {exc}") from exc
-    missing = [k for k in REQUIRED if k not in meta]
+        raise ModelError(f"{what} sidecar unreadable: {path}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{what} sidecar {path} is not a JSON object")
+    missing = [k for k in ("format", "format_version", *required) if k not in meta]
     if missing:
-        raise ModelError(f"model sidecar {path} lacks {', '.join(missing)}")
-    if meta["format"] != FORMAT or meta["format_version"] != FORMAT_VERSION:
-        raise ModelError(f"model sidecar {path}: unsupported format {meta['format']} v{meta['format_version']}")
-    if meta["metric"] != "cosine":
-        raise ModelError(f"model sidecar {path}: unsupported metric {meta['metric']!r}")
+        raise ModelError(f"{what} sidecar {path} lacks {', '.join(missing)}")
+    if meta["format"] != fmt or meta["format_version"] != version:
+        raise ModelError(f"{what} sidecar {path}: unsupported format {meta['format']} v{meta['format_version']} "
+                         f"(expected {fmt} v{version})")
     if verify:
         digest = sha256_file(model_path)
         if digest != meta["sha256"]:
-            raise ModelError(f"model {model_path} sha256 {digest[:12]}... does not match its sidecar "
-                             f"({meta['sha256'][:12]}...): refusing to use it")
+            raise ModelError(f"{what} {model_path} sha256 {digest[:12]}... does not match its sidecar "
+                             f"({str(meta['sha256'])[:12]}...): refusing to use it")
         if meta.get("content_sha256") != content_digest(meta):
-            raise ModelError(f"model sidecar {path} was edited after conversion (content_sha256 does not match): "
+            raise ModelError(f"{what} sidecar {path} was edited after conversion (content_sha256 does not match): "
                              "refusing to use it")
+    return meta
+
+
+def read_sidecar(model_path, verify: bool = True) -> dict:
+    """Read and validate the sidecar of the embedding model ``model_path``; with ``verify``, check the model's
+    sha256 too."""
+    meta = read_verified(model_path, FORMAT, FORMAT_VERSION, REQUIRED[2:], verify)
+    path = sidecar_path(model_path)
+    if meta["metric"] != "cosine":
+        raise ModelError(f"model sidecar {path}: unsupported metric {meta['metric']!r}")
     check_thresholds(meta, path)
     return meta
 

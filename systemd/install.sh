@@ -45,7 +45,8 @@ if [ "$STAGED" = 0 ] && [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 for f in models/doorface-dlib-int8.tflite models/doorface-dlib-int8.json models/doorface-int8.tflite \
-         models/doorface-int8.json models/face_detection_short_range.tflite; do
+         models/doorface-int8.json models/doorface-liveness.tflite models/doorface-liveness.json \
+         models/face_detection_short_range.tflite; do
     [ -f "$REPO/$f" ] || { echo "install.sh: $f missing (run make models)" >&2; exit 1; }
 done
 
@@ -61,6 +62,7 @@ done
 run mkdir -p "$DESTDIR$PREFIX/models"
 run cp "$REPO/models/doorface-dlib-int8.tflite" "$REPO/models/doorface-dlib-int8.json" \
        "$REPO/models/doorface-int8.tflite" "$REPO/models/doorface-int8.json" \
+       "$REPO/models/doorface-liveness.tflite" "$REPO/models/doorface-liveness.json" \
        "$REPO/models/face_detection_short_range.tflite" "$DESTDIR$PREFIX/models/"
 run cp "$REPO/README.md" "$DESTDIR$PREFIX/README.md"
 SITE=""
@@ -79,6 +81,7 @@ elif [ "$DRY" = 1 ]; then
 else
     sed -e "s|^embedder = .*|embedder = \"$PREFIX/models/doorface-dlib-int8.tflite\"  # installed; doorface-int8.tflite beside it|" \
         -e "s|^detector = .*|detector = \"$PREFIX/models/face_detection_short_range.tflite\"|" \
+        -e "s|^model = \"models/doorface-liveness.tflite\"|model = \"$PREFIX/models/doorface-liveness.tflite\"|" \
         "$REPO/edge/default.toml" > "$DESTDIR$ETC/doorface.toml"
     chmod 0640 "$DESTDIR$ETC/doorface.toml"
 fi

@@ -12,8 +12,10 @@ def policy(**kw):
 
 def feed(p, items, t0=0.0, dt=0.1):
     out = []
-    for i, (who, score, margin) in enumerate(items):
-        out.append(p.observe(Observation(t0 + i * dt, who, score, margin)))
+    for i, item in enumerate(items):
+        who, score, margin = item[:3]
+        live = item[3] if len(item) > 3 else True
+        out.append(p.observe(Observation(t0 + i * dt, who, score, margin, live)))
     return out
 
 

@@ -64,6 +64,7 @@ def test_staged_install_is_idempotent_and_keeps_config(tmp_path, shipped_model, 
     root = tmp_path / "root"
     for f in ("opt/doorface/models/doorface-dlib-int8.tflite", "opt/doorface/models/doorface-dlib-int8.json",
               "opt/doorface/models/doorface-int8.tflite", "opt/doorface/models/doorface-int8.json",
+              "opt/doorface/models/doorface-liveness.tflite", "opt/doorface/models/doorface-liveness.json",
               "opt/doorface/models/face_detection_short_range.tflite", "etc/doorface/doorface.toml",
               "etc/systemd/system/doorface.service"):
         assert (root / f).is_file(), f
@@ -73,6 +74,7 @@ def test_staged_install_is_idempotent_and_keeps_config(tmp_path, shipped_model, 
     assert "skipped (DESTDIR): chown root:doorface /etc/doorface /etc/doorface/doorface.toml" in r.stdout
     cfg = (root / "etc/doorface/doorface.toml").read_text()
     assert 'embedder = "/opt/doorface/models/doorface-dlib-int8.tflite"' in cfg
+    assert 'model = "/opt/doorface/models/doorface-liveness.tflite"' in cfg
     assert "skipped (DESTDIR): systemctl enable --now doorface.service" in r.stdout
     # The staged config is valid.
     from edge import config
