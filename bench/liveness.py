@@ -227,7 +227,7 @@ def plot(sets: dict, threshold: float, path: Path) -> None:
 
 def md_section(r: dict) -> str:
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
-    lines = [f"### Liveness (presentation attacks), {r['date']}", "",
+    lines = ["<!-- bench-liveness -->", f"## Liveness (presentation attacks, `make bench-liveness`), {r['date']}", "",
              f"`python -m bench.liveness`: model `{r['model']}` ({r['quantization']}), threshold "
              f"{r['threshold']:.2f}, box map {r['box_map']}. Dev sets: evaluation only.", "",
              "| set | box map | live / attacks with a face | missed | APCER | BPCER | AUC | APCER@BPCER5% | "
@@ -248,7 +248,7 @@ def md_section(r: dict) -> str:
         for k, d in r["door"].items():
             lines.append(f"| {k} | {d['live'][0]}/{d['live'][1]} ({pct(d['live_granted_rate'])}) | "
                          f"{d['attack'][0]}/{d['attack'][1]} ({pct(d['attack_granted_rate'])}) |")
-    lines += ["", "![liveness scores](benchmarks/liveness-scores.png)", ""]
+    lines += ["", "![liveness scores](benchmarks/liveness-scores.png)", "", "<!-- /bench-liveness -->"]
     return "\n".join(lines)
 
 

@@ -70,7 +70,8 @@ def update_md(md: Path, section: str, begin: str = BEGIN, end: str = END) -> Non
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.model", description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+",
-                    default=sorted(str(p) for p in Path("models").glob("doorface-*.tflite")))
+                    default=sorted(str(p) for p in Path("models").glob("doorface-*.tflite")
+                                   if "liveness" not in p.name))
     ap.add_argument("--threads", default="1,2,4")
     ap.add_argument("--runtime", default="ai_edge_litert")
     ap.add_argument("--iters", type=int, default=300)
