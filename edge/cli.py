@@ -360,7 +360,7 @@ def cmd_check(args) -> int:
         if lv is None:
             from edge.build import LIVENESS_OFF
 
-            raise DoorfaceError(LIVENESS_OFF)
+            return f"OFF (warning: {LIVENESS_OFF})"
         lv.load()
         src = lv.meta.get("source", {})
         return f"OK {Path(lv.model_path).name} ({src.get('licence', '?')}, {lv.meta.get('quantization', '?')}, " \

@@ -187,6 +187,8 @@ def test_liveness_off_is_explicit_and_warned(door_cfg, tmp_path, caplog, samples
     assert f["liveness"] is None and f["live"] is True
     assert cli.main(["config", "--validate", "--config", str(off)]) == 0
     assert "liveness: OFF" in capsys.readouterr().out
+    cli.main(["check", "--config", str(off)])
+    assert "liveness  OFF (warning: liveness is OFF" in capsys.readouterr().out
 
 
 def test_liveness_threshold_is_validated(tmp_path):
