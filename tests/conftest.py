@@ -88,11 +88,15 @@ def config_for(tmp_path, shipped_model, detector_path):
 @pytest.fixture
 def model_copy(tmp_path, shipped_model):
     """The shipped model and its sidecar copied to tmp (safe to tamper with)."""
-    dst = tmp_path / "m"
-    dst.mkdir()
-    shutil.copy(shipped_model, dst / shipped_model.name)
-    shutil.copy(shipped_model.with_suffix(".json"), dst / shipped_model.with_suffix(".json").name)
-    return dst / shipped_model.name
+    return copy_with_sidecar(shipped_model, tmp_path / "m")
+
+
+def copy_with_sidecar(model: Path, dst: Path) -> Path:
+    """``model`` and its ``.json`` sidecar copied into the folder ``dst`` (made); the copy's path."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in (model, model.with_suffix(".json")):
+        shutil.copy(f, dst / f.name)
+    return dst / model.name
 
 
 @pytest.fixture(scope="session")

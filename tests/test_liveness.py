@@ -1,13 +1,11 @@
 """Liveness (presentation-attack detection): the crops, the model's sidecar and hash, the one decision rule, the
 daemon and `identify` failing closed, and the parity gate of the shipped TFLite against the PyTorch reference."""
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED, write_rgb
+from conftest import ROOT, SHARED, copy_with_sidecar
 from edge import cli
 from edge.decision import DecisionPolicy, Observation, PolicyConfig, passes
 from edge.errors import ConfigError, ModelError
@@ -27,11 +25,7 @@ def liveness_model():
 
 @pytest.fixture
 def liveness_copy(tmp_path, liveness_model):
-    dst = tmp_path / "lv"
-    dst.mkdir()
-    shutil.copy(liveness_model, dst / liveness_model.name)
-    shutil.copy(liveness_model.with_suffix(".json"), dst / liveness_model.with_suffix(".json").name)
-    return dst / liveness_model.name
+    return copy_with_sidecar(liveness_model, tmp_path / "lv")
 
 
 # -- crops ---------------------------------------------------------------------------------------------------
