@@ -178,7 +178,10 @@ def door_level(rows, model_path: str, liveness: bool, work: Path) -> dict:
     enrolled, enrolled_from = {}, set()
     for name, (p, label, subject) in sorted(paths.items()):
         if label == 1 and subject not in enrolled:
-            out = _cli(["enroll", f"s{subject}", "--images", str(p), "--config", str(cfg), "--state-dir", str(state)])
+            # --force: every subject is enrolled (the household check would refuse some of these one-frame webcam
+            # galleries as too close to another subject's; this measures liveness, not enrollment).
+            out = _cli(["enroll", f"s{subject}", "--images", str(p), "--force", "--config", str(cfg),
+                        "--state-dir", str(state)])
             if "enrolled" in out:
                 enrolled[subject] = name
                 enrolled_from.add(name)

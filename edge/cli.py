@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--camera", action="store_true", help="guided capture from the configured camera")
     p.add_argument("--source", help="camera URI for --camera (overrides camera.source)")
     p.add_argument("--count", type=int, default=5, help="templates to capture with --camera (default 5)")
-    p.add_argument("--force", action="store_true", help="enroll even if the face matches another person")
+    p.add_argument("--force", action="store_true",
+                   help="enroll even if the face matches another person or lies within the door's margin of one")
 
     p = sub.add_parser("users", parents=[common], help="list, remove, rename people; re-embed after a model change")
     usub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -97,12 +98,6 @@ def load_config(args, extra=None) -> dict:
 def _setup_logging(cfg_level: str, verbose: bool):
     level = logging.DEBUG if verbose else getattr(logging, cfg_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-
-
-def _threshold(cfg, meta) -> float:
-    from edge.sidecar import operating_point
-
-    return operating_point(meta, cfg["match"])[0]
 
 
 def _progress(desc):
@@ -175,15 +170,18 @@ def cmd_enroll(args) -> int:
     _setup_logging(cfg["log"]["level"], args.verbose)
     analyzer, g = _analyzer_and_gallery(cfg, create=True)
     with g:
-        thr = _threshold(cfg, analyzer.embedder.meta)
+        from edge.sidecar import operating_point
+
+        thr, margin, _ = operating_point(analyzer.embedder.meta, cfg["match"])
         if args.images:
-            n = enroll.enroll_images(args.name, args.images, analyzer, g, thr, args.force, _progress("enroll"))
+            n = enroll.enroll_images(args.name, args.images, analyzer, g, thr, args.force, _progress("enroll"),
+                                     min_margin=margin)
         else:
             from edge.camera import open_source
 
             cam = cfg["camera"]
             src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
-            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force)
+            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force, min_margin=margin)
     print(f"enrolled {args.name}: {n} template(s)")
     return 0
 

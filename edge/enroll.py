@@ -71,23 +71,47 @@ def read_rgb(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, model_sha: str,
-                           threshold: float) -> None:
-    index = gallery.index(model_sha)
+def closest_other(name: str, embeddings: np.ndarray, index) -> tuple:
+    """``(person, similarity)``: the enrolled person other than ``name`` closest to any of ``embeddings`` (their
+    best template), or ``(None, -inf)`` when nobody else is enrolled."""
+    other, best = None, float("-inf")
     for emb in embeddings:
         m = index.match(emb)
-        # The best match among *other* people.
-        if m.identity == name:
-            other, score = m.second, m.second_score
-        else:
-            other, score = m.identity, m.score
-        if other is not None and score >= threshold:
-            raise EnrollmentError(f"this face already matches {other!r} (score {score:.3f} >= {threshold:.3f}); "
-                                  "use --force to enroll anyway")
+        who, score = (m.second, m.second_score) if m.identity == name else (m.identity, m.score)
+        if who is not None and score > best:
+            other, best = who, float(score)
+    return other, best
+
+
+def household_line(name: str, other, similarity: float, threshold: float, min_margin: float) -> str:
+    """What enrollment reports: the closest other person and how far below the door's threshold they lie."""
+    if other is None:
+        return f"{name}: nobody else enrolled yet"
+    return (f"{name}: closest other person {other!r}, similarity {similarity:.3f}, {threshold - similarity:+.3f} "
+            f"below the threshold {threshold:.3f} (the door needs {min_margin:g})")
+
+
+def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, model_sha: str,
+                           threshold: float, min_margin: float = 0.0) -> None:
+    """Refuse a face that already matches another person, or lies so close to another person's gallery that the
+    door's margin rule could not tell the two apart (a household of look-alikes: ``threshold - similarity`` below
+    ``min_margin``). Runs inside the enrollment's write transaction."""
+    other, score = closest_other(name, embeddings, gallery.index(model_sha))
+    if other is None:
+        return
+    if score >= threshold:
+        raise EnrollmentError(f"this face already matches {other!r} (score {score:.3f} >= {threshold:.3f}); "
+                              "use --force to enroll anyway")
+    if threshold - score < min_margin:
+        raise EnrollmentError(f"this face is too close to {other!r} (similarity {score:.3f}, only "
+                              f"{threshold - score:.3f} below the threshold {threshold:.3f}; the door needs a margin "
+                              f"of {min_margin:g}): the door could take one for the other. Use more or better photos, "
+                              "or --force to enroll anyway")
 
 
 def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
-                  force: bool = False, progress: Optional[Callable] = None) -> int:
+                  force: bool = False, progress: Optional[Callable] = None, min_margin: float = 0.0,
+                  say: Callable[[str], None] = print) -> int:
     """Enroll ``name`` from image files or folders. Every image must hold exactly one usable face; any refusal
     stores nothing. Returns the number of templates added."""
     name = validate_name(name)
@@ -107,7 +131,8 @@ def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, th
         embs.append(res.embedding)
     embs = np.stack(embs)
     sha = analyzer.embedder.sha256
-    check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold))
+    say(household_line(name, *closest_other(name, embs, gallery.index(sha)), threshold, min_margin))
+    check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold, min_margin))
     return gallery.add_templates(name, crops, embs, sha, [str(f) for f in files], check=check)
 
 
@@ -117,7 +142,7 @@ GUIDANCE = ("look straight at the camera", "turn your head slightly left", "turn
 
 def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
                   count: int = 5, force: bool = False, say: Callable[[str], None] = print,
-                  max_frames: int = 600) -> int:
+                  max_frames: int = 600, min_margin: float = 0.0) -> int:
     """Guided enrollment from a camera: keeps frames with one face that passes the quality gates and is not a
     near-duplicate of a kept one, until ``count`` templates. Nothing is stored unless all ``count`` are found."""
     name = validate_name(name)
@@ -149,7 +174,8 @@ def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, galler
                               "nothing stored (better light, one person in view, move slightly between shots)")
     embs = np.stack(embs)
     sha = analyzer.embedder.sha256
-    check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold))
+    say(household_line(name, *closest_other(name, embs, gallery.index(sha)), threshold, min_margin))
+    check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold, min_margin))
     n = gallery.add_templates(name, crops, embs, sha, [f"camera:{source.name}"] * len(crops), check=check)
     say(f"[{count}/{count}] done")
     return n

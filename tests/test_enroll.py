@@ -44,6 +44,7 @@ def test_refuses_a_face_that_is_someone_else(tmp_path, samples, capture, args, c
     assert "already matches 'obama'" in capsys.readouterr().err
     assert people(tmp_path) == {"obama": 1}
     assert run(["enroll", "impostor", "--images", again, "--force"], args) == 0
+    assert "impostor: closest other person 'obama', similarity" in capsys.readouterr().out
 
 
 def test_refuses_no_face_several_faces_and_unreadable(tmp_path, samples, args, capsys, detector_path):
@@ -128,3 +129,40 @@ def test_huge_images_are_refused_before_decoding(tmp_path, samples):
     (tmp_path / "huge.jpg").write_bytes(bytes(data))
     with pytest.raises(EnrollmentError, match="16000x16000"):
         read_rgb(tmp_path / "huge.jpg")
+
+
+def _unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_household_check_refuses_a_look_alike_within_the_margin(tmp_path):
+    """Two people whose galleries lie closer than the door's margin allows are refused (unless --force); the
+    enrollment reports the closest other person and the margin either way."""
+    from edge.enroll import check_not_someone_else, closest_other, household_line
+    from edge.errors import EnrollmentError
+    from edge.gallery import Gallery
+
+    rng = np.random.default_rng(0)
+    ann = _unit(rng.normal(size=32))
+    noise = _unit(rng.normal(size=32))
+    noise = _unit(noise - (noise @ ann) * ann)              # orthogonal to ann
+
+    def at(cos):                                             # a unit vector at this cosine from ann
+        return _unit(cos * ann + np.sqrt(1 - cos ** 2) * noise)[None]
+
+    crop = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with Gallery(tmp_path / "g.sqlite").open(create=True) as g:
+        g.add_templates("ann", [crop], ann[None], "m", ["test"])
+        thr, margin = 0.95, 0.03
+        with pytest.raises(EnrollmentError, match="already matches 'ann'"):
+            check_not_someone_else("bob", at(0.96), g, "m", thr, margin)
+        with pytest.raises(EnrollmentError, match="too close to 'ann'.*--force"):
+            check_not_someone_else("bob", at(0.93), g, "m", thr, margin)
+        check_not_someone_else("bob", at(0.90), g, "m", thr, margin)     # 0.05 below the threshold: fine
+        check_not_someone_else("ann", at(0.93), g, "m", thr, margin)     # more photos of ann herself: fine
+        other, sim = closest_other("bob", at(0.90), g.index("m"))
+        assert other == "ann" and sim == pytest.approx(0.90, abs=1e-5)
+        line = household_line("bob", other, sim, thr, margin)
+        assert "closest other person 'ann'" in line and "+0.050 below the threshold 0.950" in line
+        assert closest_other("ann", at(0.9), g.index("m")) == (None, float("-inf"))
