@@ -185,7 +185,7 @@ def door_level(rows, model_path: str, liveness: bool, work: Path) -> dict:
             if "enrolled" in out:
                 enrolled[subject] = name
                 enrolled_from.add(name)
-    res = {"live": [0, 0], "attack": [0, 0], "live_spoof_denied": 0, "attack_matched": 0}
+    res = {"live": [0, 0], "attack": [0, 0], "live_spoof_denied": 0, "attack_matched": 0, "live_misses": {}}
     todo = [(n, v) for n, v in sorted(paths.items()) if n not in enrolled_from and v[2] in enrolled]
     lines = _cli(["identify", *[str(v[0]) for _, v in todo], "--json", "--config", str(cfg),
                   "--state-dir", str(state)]).splitlines()
@@ -196,6 +196,12 @@ def door_level(rows, model_path: str, liveness: bool, work: Path) -> dict:
         key = "live" if label == 1 else "attack"
         res[key][0] += int(granted)
         res[key][1] += 1
+        if label == 1 and not granted:          # why a live frame of an enrolled subject was not let in
+            f = faces[0] if faces else None
+            why = ("no face" if f is None else "spoof" if f["reason"] == "spoof"
+                   else "another subject best" if f["best"] != f"s{subject}"
+                   else "below threshold" if f["score"] < r["threshold"] else "margin")
+            res["live_misses"][why] = res["live_misses"].get(why, 0) + 1
         if faces and label == 1 and faces[0]["reason"] == "spoof":
             res["live_spoof_denied"] += 1
         if faces and label == 0 and faces[0]["best"] == f"s{subject}" and faces[0]["reason"] == "spoof":
@@ -246,11 +252,12 @@ def md_section(r: dict) -> str:
               f"{t['ratio_to_embedder']:.2f}). Model file {r['size_kb']:.0f} KB.", ""]
     if r.get("door"):
         lines += ["Door level on nuaa-dev (`doorface enroll` one live frame per subject, `doorface identify "
-                  "--json` on the rest):", "", "| liveness | live frames granted | printed photos granted |",
-                  "|---|---|---|"]
+                  "--json` on the rest):", "", "| liveness | live frames granted | printed photos granted | "
+                  "live frames not granted, why |", "|---|---|---|---|"]
         for k, d in r["door"].items():
+            why = ", ".join(f"{n} {w}" for w, n in sorted(d["live_misses"].items(), key=lambda kv: -kv[1])) or "-"
             lines.append(f"| {k} | {d['live'][0]}/{d['live'][1]} ({pct(d['live_granted_rate'])}) | "
-                         f"{d['attack'][0]}/{d['attack'][1]} ({pct(d['attack_granted_rate'])}) |")
+                         f"{d['attack'][0]}/{d['attack'][1]} ({pct(d['attack_granted_rate'])}) | {why} |")
     lines += ["", "![liveness scores](benchmarks/liveness-scores.png)", "", "<!-- /bench-liveness -->"]
     return "\n".join(lines)
 
