@@ -108,3 +108,17 @@ def test_open_set_runs_sum_the_enrolments():
     assert tot["stranger_probes"] == sum(r["stranger_probes"] for r in runs)
     assert tot["strangers_accepted"] == sum(r["strangers_accepted"] for r in runs)
     assert tot["false_accept_rate"] == tot["strangers_accepted"] / tot["stranger_probes"]
+
+
+def test_liveness_metrics_follow_iso_30107_3():
+    """APCER = attacks accepted as live, BPCER = live faces rejected, at the threshold; AUC with ties at half."""
+    from bench.liveness import pad_metrics, roc_auc
+
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    scores = [0.9, 0.8, 0.6, 0.4, 0.7, 0.3, 0.2, 0.1]
+    m = pad_metrics(labels, scores, 0.5)
+    assert m["apcer"] == 0.25 and m["bpcer"] == 0.25 and m["live"] == 4 and m["attacks"] == 4
+    assert roc_auc(labels, scores) == 14 / 16     # 0.6 and 0.4 lose to the 0.7 attack
+    assert roc_auc([1, 0], [0.5, 0.5]) == 0.5
+    # BPCER 10% of 4 live faces: no live face may be rejected, so the threshold is the lowest live score (0.4).
+    assert m["threshold_at_bpcer_10"] == 0.4 and m["apcer_at_bpcer_10"] == 0.25
