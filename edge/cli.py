@@ -423,16 +423,13 @@ def cmd_config(args) -> int:
     src = meta.get("source")
     print(f"model: {cfg['model']['embedder']} ({'port of ' + src['file'] if src else 'doorface small model'}, "
           f"{meta.get('quantization')}); threshold {thr:.3f}{f' (FAR {far})' if far else ''}, margin {margin:g}")
-    lv = cfg["liveness"]
-    if lv["enabled"]:
-        from edge.liveness import read_liveness_sidecar
+    from edge.build import LIVENESS_OFF, build_liveness
 
-        lmeta = read_liveness_sidecar(lv["model"])
-        th = lmeta["threshold"] if lv["threshold"] == "model" else lv["threshold"]
-        print(f"liveness: {lv['model']} ({lmeta.get('quantization')}); live when score >= {th:.2f}")
+    lv = build_liveness(cfg)    # the same object the door builds: the same threshold ("model" or the config's)
+    if lv is not None:
+        lv.load()
+        print(f"liveness: {lv.model_path} ({lv.meta.get('quantization')}); live when score >= {lv.threshold:.2f}")
     else:
-        from edge.build import LIVENESS_OFF
-
         print(f"liveness: OFF. Warning: {LIVENESS_OFF}")
     return 0
 
