@@ -96,10 +96,12 @@ def pairs_report(sim, keys, persons, pairs):
     return rep
 
 
-def open_set(sim, persons, threshold, margin=0.0, seed=0):
+def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None):
     """Enroll half of the people with 2+ images from 1-3 images each; probe with their other images and with
     every image of people never enrolled. A probe is accepted as the enrolled person with the highest score when
-    that score reaches ``threshold`` (and beats the second person by ``margin``)."""
+    that score reaches ``threshold`` (and beats the second person by ``margin``). ``own(image indices)``, when
+    given, is an enrolled person's own threshold (edge.cohort) from their enrolment images; the stricter of the two
+    applies, as at the door."""
     rng = np.random.default_rng(seed)
     people = sorted(set(persons))
     multi = [p for p in people if (persons == p).sum() >= 2]
@@ -115,13 +117,15 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0):
         else:
             probes += [(i, None) for i in idx]
     names = sorted(gallery)
+    person_thr = [own(gallery[n]) if own else -np.inf for n in names]
     fa = fr = mis = gen = stra = 0
     for i, truth in probes:
         per = np.array([max(sim[i, j] for j in gallery[n]) for n in names])
         order = np.argsort(-per)
         best, score = names[order[0]], per[order[0]]
         second = per[order[1]] if len(order) > 1 else -np.inf
-        accept = bool(np.isfinite(score)) and passes(best, score, score - second, threshold, margin, live=True)
+        accept = bool(np.isfinite(score)) and passes(best, score, score - second, threshold, margin, live=True,
+                                                     person_threshold=person_thr[order[0]])
         if truth is None:
             stra += 1
             fa += bool(accept)
@@ -137,10 +141,10 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0):
             "margin": margin}
 
 
-def open_set_runs(sim, persons, threshold, margin=0.0, seeds: int = 3) -> dict:
+def open_set_runs(sim, persons, threshold, margin=0.0, seeds: int = 3, own=None) -> dict:
     """:func:`open_set` over ``seeds`` random enrolments, counts summed (one enrolment of a few hundred people lets a
     handful of strangers in, too few to compare rules on)."""
-    runs = [open_set(sim, persons, threshold, margin, seed) for seed in range(seeds)]
+    runs = [open_set(sim, persons, threshold, margin, seed, own) for seed in range(seeds)]
     tot = {k: sum(r[k] for r in runs) for k in ("genuine_probes", "stranger_probes", "strangers_accepted")}
     fr = sum(r["false_reject_rate"] * r["genuine_probes"] for r in runs)
     mis = sum(r["misidentified_rate"] * r["genuine_probes"] for r in runs)

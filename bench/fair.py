@@ -80,45 +80,67 @@ def embed_face_recognition(images):
     return out, ok
 
 
-def group_rates(sim: np.ndarray, threshold: float, margin: float, enrolled: int, splits: int, seed: int = 0) -> dict:
-    """False accepts of one group: ``sim`` is the (n, n) similarity of its faces (higher = more alike)."""
+def splits_of(sizes: dict, cohort_per: int, enrolled: int, strangers: int, splits: int, seed: int = 0) -> list:
+    """Per split, per group: (cohort, enrolled, stranger) photo indices, disjoint. The cohort half is only used by
+    the balanced-cohort rule; every rule is measured on the same enrolled people and strangers."""
     rng = np.random.default_rng(seed)
-    n = len(sim)
-    comparisons = fa_comp = strangers = fa_rule = 0
+    out = []
     for _ in range(splits):
-        perm = rng.permutation(n)
-        gal, probe = perm[:enrolled], perm[enrolled:]
-        s = sim[np.ix_(probe, gal)]                       # each stranger against each enrolled person
-        comparisons += s.size
-        fa_comp += int((s >= threshold).sum())
-        top2 = -np.sort(-s, axis=1)[:, :2]
-        second = top2[:, 1] if s.shape[1] > 1 else np.full(len(s), -np.inf)
-        # edge.decision.passes, vectorised over every stranger of the split (the best enrolled person is known).
-        fa_rule += int(((top2[:, 0] >= threshold) & (top2[:, 0] - second >= margin)).sum())
-        strangers += len(probe)
-    return {"comparisons": comparisons, "false_accepts": fa_comp, "far": fa_comp / max(comparisons, 1),
-            "stranger_probes": strangers, "strangers_let_in": fa_rule, "let_in_rate": fa_rule / max(strangers, 1)}
+        sp = {}
+        for g, n in sizes.items():
+            perm = rng.permutation(n)
+            rest = perm[cohort_per:]
+            sp[g] = (perm[:cohort_per], rest[:enrolled], rest[enrolled:enrolled + strangers])
+        out.append(sp)
+    return out
 
 
-def measure(chips: dict, engines: dict, enrolled: int, splits: int, progress=None) -> dict:
-    """``engines``: name -> (embed(images) -> (emb, ok), metric, threshold, margin, rule text)."""
+def group_rates(s: np.ndarray, threshold: float, margin: float, own=None) -> dict:
+    """False accepts of one enrolment: ``s`` is (strangers, enrolled) similarity (higher = more alike); ``own`` the
+    enrolled people's own thresholds (the stricter of it and ``threshold`` applies, as in edge.decision.passes)."""
+    thr = np.maximum(threshold, own if own is not None else -np.inf) * np.ones(s.shape[1])
+    top = np.argsort(-s, axis=1)
+    rows = np.arange(len(s))
+    best, second = s[rows, top[:, 0]], (s[rows, top[:, 1]] if s.shape[1] > 1 else np.full(len(s), -np.inf))
+    return {"comparisons": int(s.size), "false_accepts": int((s >= thr[None]).sum()), "stranger_probes": len(s),
+            # edge.decision.passes, vectorised over every stranger (the best enrolled person is known).
+            "strangers_let_in": int(((best >= thr[top[:, 0]]) & (best - second >= margin)).sum())}
+
+
+def summed(parts: list) -> dict:
+    t = {k: sum(p[k] for p in parts) for k in parts[0]}
+    t["far"] = t["false_accepts"] / max(t["comparisons"], 1)
+    t["let_in_rate"] = t["strangers_let_in"] / max(t["stranger_probes"], 1)
+    return t
+
+
+def similarity(e: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        e = l2_normalise(e)
+        return e @ e.T
+    sq = (e ** 2).sum(1)
+    return -np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * e @ e.T, 0))
+
+
+def measure(embs: dict, rules: dict, splits: list) -> dict:
+    """``embs``: engine -> group -> (embeddings, found); ``rules``: name -> dict(engine, metric, threshold, margin,
+    rule text, own: None or fn(split index, group, enrolled embeddings) -> own thresholds)."""
     out = {}
-    for name, (embed, metric, thr, margin, rule) in engines.items():
+    for name, r in rules.items():
         per = {}
-        for g, items in (progress(list(chips.items()), name) if progress else chips.items()):
-            emb, ok = embed([img for _, img in items])
-            e = emb[ok]
-            if metric == "cosine":
-                e = l2_normalise(e)
-                sim = e @ e.T
-            else:
-                sq = (e ** 2).sum(1)
-                sim = -np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * e @ e.T, 0))
-            per[g] = {**group_rates(sim, thr, margin, enrolled, splits), "faces": int(ok.sum()),
-                      "images": len(items)}
+        for g in splits[0]:
+            e, ok = embs[r["engine"]][g]
+            sim = similarity(e, r["metric"])
+            parts = []
+            for k, sp in enumerate(splits):
+                _, gal, probe = (idx[ok[idx]] for idx in sp[g])      # photos without a face are left out
+                own = r["own"](k, g, l2_normalise(e[gal])) if r.get("own") else None
+                parts.append(group_rates(sim[np.ix_(probe, gal)], r["threshold"], r["margin"], own))
+            per[g] = {**summed(parts), "faces": int(ok.sum()), "images": len(ok)}
         rates = [v["far"] for v in per.values()]
         worst, best = max(rates), min(rates)
-        out[name] = {"rule": rule, "threshold": thr, "margin": margin, "groups": per,
+        out[name] = {"rule": r["rule"], "threshold": r["threshold"], "margin": r["margin"], "groups": per,
+                     "lfw_open_set": r.get("lfw"),
                      "worst_best_ratio": (worst / best) if best > 0 else (float("inf") if worst > 0 else 1.0)}
     return out
 
@@ -126,23 +148,28 @@ def measure(chips: dict, engines: dict, enrolled: int, splits: int, progress=Non
 def md_section(res: dict) -> str:
     groups = list(next(iter(res["engines"].values()))["groups"])
     L = ["<!-- bench-fair -->", "## False accepts per demographic group (`make bench-fair`)", "",
-         f"Measured {res['date']} on `{res['data']}` (UTKFace chips of adults, evaluation only): per group, "
-         f"{res['enrolled']} people enrolled from one photo each, every other photo of the same group presented as a "
-         f"stranger, {res['splits']} random enrolments summed. Per comparison: (stranger, enrolled) pairs at or past "
-         "the threshold / all such pairs (the count behind each rate in brackets). Let in: stranger photos the "
-         "door's single-image rule (threshold and margin) accepts. No identity labels: a few pairs may be one "
-         "person, so these are upper bounds.", "",
-         "| engine | rule | " + " | ".join(f"{g} per comparison" for g in groups) + " | worst/best | "
-         + " | ".join(f"{g} let in" for g in groups) + " |",
-         "|---|---|" + "---|" * (2 * len(groups) + 1)]
+         f"Measured {res['date']} on `{res['data']}` (UTKFace chips of adults, evaluation only), {res['splits']} random "
+         f"splits summed. Each split takes, per group, {res['cohort_per']} photos for the balanced cohort (built with "
+         f"`doorface cohort build`, used only by the rows that say so), enrolls {res['enrolled']} people from one "
+         f"photo each and presents {res['strangers']} other photos of the same group as strangers; every row is "
+         "measured on the same people. Per comparison: (stranger, enrolled) pairs at or past the person's threshold "
+         "/ all pairs (the count behind each rate in brackets). Let in: stranger photos the door's single-image rule "
+         "(threshold and margin) accepts. UTKFace has no identity labels: a few pairs may be one person (a handful of "
+         "pairs score above 0.99 in every group), so these are upper bounds. LFW open set: the same rule on "
+         f"{res.get('lfw_note', 'LFW')} (strangers let in / enrolled photos rejected).", "",
+         "| rule | " + " | ".join(f"{g} per comparison" for g in groups) + " | worst/best | "
+         + " | ".join(f"{g} let in" for g in groups) + " | LFW open set: strangers / enrolled rejected |",
+         "|---|" + "---|" * (2 * len(groups) + 2)]
     for name, e in res["engines"].items():
         cells = [f"{1e4 * v['far']:.1f}e-4 ({v['false_accepts']}/{v['comparisons']})" for v in e["groups"].values()]
         lets = [f"{100 * v['let_in_rate']:.2f}% ({v['strangers_let_in']})" for v in e["groups"].values()]
         ratio = e["worst_best_ratio"]
-        L.append(f"| {name} | {e['rule']} | " + " | ".join(cells) + f" | "
-                 f"{'inf' if ratio == float('inf') else f'{ratio:.1f}'} | " + " | ".join(lets) + " |")
+        o = e.get("lfw_open_set")
+        lfw = (f"{100 * o['false_accept_rate']:.2f}% / {100 * o['false_reject_rate']:.1f}%") if o else "-"
+        L.append(f"| **{name}**: {e['rule']} | " + " | ".join(cells) + f" | "
+                 f"{'inf' if ratio == float('inf') else f'{ratio:.1f}'} | " + " | ".join(lets) + f" | {lfw} |")
     faces = "; ".join(f"{name}: " + ", ".join(f"{g} {v['faces']}/{v['images']}" for g, v in e["groups"].items())
-                      for name, e in res["engines"].items())
+                      for name, e in res["engines"].items() if "cohort" not in name and "same reject" not in name)
     L += ["", f"Faces found: {faces}.", "", f"![per-group false accepts]({res['plot']})", "", "<!-- /bench-fair -->"]
     return "\n".join(L)
 
@@ -168,61 +195,147 @@ def plot(res: dict, path: Path) -> None:
     fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
 
 
+def build_balanced(chips: dict, split: dict, model: str, detector: str, workdir: Path):
+    """The balanced cohort of one split, built the way an installer would: the split's cohort photos written to a
+    folder (deleted afterwards) and `doorface cohort build --images` on it, in a scratch state dir."""
+    import shutil
+
+    import cv2
+
+    from edge import cli
+    from edge import cohort as co
+
+    src, state = workdir / "faces", workdir / "state"
+    shutil.rmtree(workdir, ignore_errors=True)
+    for g, (cohort_idx, _, _) in split.items():
+        (src / g).mkdir(parents=True)
+        for i in cohort_idx:
+            cv2.imwrite(str(src / g / chips[g][i][0]), cv2.cvtColor(chips[g][i][1], cv2.COLOR_RGB2BGR))
+    empty = workdir / "empty.toml"
+    empty.write_text("")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = cli.main(["cohort", "build", "--images", str(src), "--source", "utkface-dev, one half (bench only)",
+                         "--config", str(empty), "--state-dir", str(state), "--model", model])
+    if code != 0:
+        raise RuntimeError(f"doorface cohort build failed ({code})")
+    cohort = co.load(state / co.FILENAME)
+    shutil.rmtree(workdir, ignore_errors=True)      # nothing derived from UTKFace outlives the run
+    return cohort
+
+
+def same_reject_threshold(sim, persons, margin: float, target: float, lo: float, hi: float = 1.0) -> float:
+    """The global threshold whose LFW open-set enrolled-reject rate equals ``target`` (bisection)."""
+    from bench.accuracy import open_set_runs
+
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        if open_set_runs(sim, persons, mid, margin)["false_reject_rate"] < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fair", description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/utkface-dev.tgz")
     ap.add_argument("--model", action="append", help="LABEL=PATH, repeatable (default: the two shipped models)")
     ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
+    ap.add_argument("--cohort-per", type=int, default=200, help="photos per group for the balanced cohort")
     ap.add_argument("--enrolled", type=int, default=20)
+    ap.add_argument("--strangers", type=int, default=380)
     ap.add_argument("--splits", type=int, default=5)
-    ap.add_argument("--per-group", type=int, default=0, help="use only this many photos per group (0: all)")
+    ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
+    ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
+    ap.add_argument("--folds", default="1,2", help="LFW folds of the open-set column (outside the shipped cohort)")
     ap.add_argument("--no-dlib", action="store_true")
     ap.add_argument("--out", default="benchmarks")
     ap.add_argument("--md", help="also write the table into this markdown file (BENCHMARKS.md)")
     args = ap.parse_args(argv)
     import datetime as dt
+    import tempfile
 
+    from tqdm import tqdm
+
+    from bench import accuracy as A
     from bench.__main__ import DEFAULT_MODELS, have_dlib, parse_model
     from bench.model import update_md
+    from edge import cohort as co
     from edge.config import defaults
     from edge.sidecar import operating_point, read_sidecar
+    from train.data import fold_pairs
 
     if not Path(args.data).exists():
         print(f"bench.fair: {args.data} not found (../shared/data/utkface-dev.tgz beside the repo)", file=sys.stderr)
         return 2
-    chips = load_chips(args.data, per_group=args.per_group)
-    engines = {}
+    chips = load_chips(args.data)
+    splits = splits_of({g: len(v) for g, v in chips.items()}, args.cohort_per, args.enrolled, args.strangers,
+                       args.splits)
+    lfw = None
+    if Path(args.lfw).exists() and Path(args.pairs).exists():
+        _, people = fold_pairs(args.pairs, args.folds)
+        _, persons, lfw_images = A.load_images(args.lfw, people)
+        lfw = (persons, lfw_images)
+    embs, rules = {}, {}
     for label, path in (parse_model(m) for m in (args.model or DEFAULT_MODELS)):
         thr, margin, far = operating_point(read_sidecar(path), defaults()["match"])
-        engines[label] = (lambda ims, p=path: embed_doorface(ims, p, args.detector), "cosine", thr, margin,
-                          f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}")
+        embs[label] = {g: embed_doorface([im for _, im in items], path, args.detector)
+                       for g, items in tqdm(chips.items(), desc=f"{label} utkface", file=sys.stderr)}
+        shipped = co.load(co.shipped_path(path)) if co.shipped_path(path).exists() else None
+        balanced = [build_balanced(chips, sp, path, args.detector, Path(tempfile.mkdtemp(prefix="doorface-fair-")))
+                    for sp in tqdm(splits, desc=f"{label} cohort build", file=sys.stderr)]
+        sim = persons = emb_l = None
+        if lfw is not None:
+            emb_l, ok_l = A.embed_doorface(lfw[1], path, args.detector, progress=None)
+            persons, sim = lfw[0], A.similarity(emb_l, ok_l, "cosine")
+            emb_l = A.l2_normalise(emb_l)
+
+        def own_fn(cohort):
+            return lambda k, g, E: np.array([cohort.threshold(E[i:i + 1]) for i in range(len(E))])
+
+        def lfw_open(threshold, cohort=None):
+            if sim is None:
+                return None
+            own = (lambda idx: cohort.threshold(emb_l[idx])) if cohort is not None else None
+            return A.open_set_runs(sim, persons, threshold, margin, own=own)
+
+        base = f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}"
+        rules[label] = {"engine": label, "metric": "cosine", "threshold": thr, "margin": margin,
+                        "rule": f"global {base}", "lfw": lfw_open(thr)}
+        if shipped is not None:
+            o = lfw_open(thr, shipped)
+            rules[f"{label} + shipped cohort"] = {
+                "engine": label, "metric": "cosine", "threshold": thr, "margin": margin, "own": own_fn(shipped),
+                "rule": f"own threshold against the shipped cohort ({shipped.meta.get('name')}, "
+                        f"{shipped.meta['count']} faces; FAR {shipped.far:g}, k {shipped.k}), never below {base}",
+                "lfw": o}
+            if o is not None:
+                same = same_reject_threshold(sim, persons, margin, o["false_reject_rate"], thr)
+                rules[f"{label}, same reject"] = {
+                    "engine": label, "metric": "cosine", "threshold": same, "margin": margin,
+                    "rule": f"global cosine >= {same:.4f}, margin {margin:g}: the global threshold that rejects as "
+                            "many enrolled LFW photos as the shipped-cohort rule", "lfw": lfw_open(same)}
+        rules[f"{label} + balanced cohort"] = {
+            "engine": label, "metric": "cosine", "threshold": thr, "margin": margin,
+            "own": lambda k, g, E, b=balanced: own_fn(b[k])(k, g, E),
+            "rule": f"own threshold against a balanced cohort: `doorface cohort build` on {args.cohort_per} other "
+                    f"photos per group of the split ({balanced[0].meta['count']} faces in split 1), never below "
+                    f"{base}", "lfw": lfw_open(thr, balanced[0])}
     if have_dlib() and not args.no_dlib:
+        embs["face_recognition"] = {g: embed_face_recognition([im for _, im in items])
+                                    for g, items in tqdm(chips.items(), desc="face_recognition", file=sys.stderr)}
         for tol in (0.6, 0.45):
-            engines[f"face_recognition {tol}"] = (embed_face_recognition, "euclidean", -tol, 0.0,
-                                                  f"distance <= {tol}")
-    cache = {}
-
-    def cached(name, fn):   # face_recognition's embeddings are the same for both tolerances
-        key = "face_recognition" if name.startswith("face_recognition") else name
-
-        def embed(ims):
-            k = (key, id(ims[0]), len(ims))
-            if k not in cache:
-                cache[k] = fn(ims)
-            return cache[k]
-        return embed
-
-    engines = {n: (cached(n, e[0]),) + e[1:] for n, e in engines.items()}
-
-    def progress(items, name):
-        from tqdm import tqdm
-
-        return tqdm(items, desc=name, file=sys.stderr)
-
+            rules[f"face_recognition {tol}"] = {"engine": "face_recognition", "metric": "euclidean",
+                                                "threshold": -tol, "margin": 0.0, "rule": f"distance <= {tol}"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {"date": dt.date.today().isoformat(), "data": args.data, "enrolled": args.enrolled, "splits": args.splits,
-           "engines": measure(chips, engines, args.enrolled, args.splits, progress), "plot": "fair.png"}
+    res = {"date": dt.date.today().isoformat(), "data": args.data, "cohort_per": args.cohort_per,
+           "enrolled": args.enrolled, "strangers": args.strangers, "splits": args.splits,
+           "lfw_note": f"LFW folds {args.folds} (`bench.accuracy.open_set`, 3 enrolments)",
+           "engines": measure(embs, rules, splits), "plot": "fair.png"}
     plot(res, out / "fair.png")
     if args.md:
         res["plot"] = str(Path(args.out) / "fair.png")

@@ -10,7 +10,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from edge import cohort as cohort_mod
 from edge import gallery as gal
+from edge.cohort import Cohort
 from edge.decision import PolicyConfig
 from edge.detector import BlazeFaceDetector
 from edge.embedder import Embedder
@@ -59,10 +61,34 @@ def policy_config(cfg, meta) -> PolicyConfig:
                         lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
 
 
-def load_index(state_dir: Path, model_sha: str) -> TemplateIndex:
+def load_cohort(cfg, state_dir, embedder) -> Optional[Cohort]:
+    """The cohort people are calibrated against (:func:`edge.cohort.active`), or None when calibration is off or
+    the model has no cohort. A corrupt cohort, or one made with another model, is a :class:`CohortError`."""
+    if cfg["match"]["calibration"] == "off":
+        return None
+    return cohort_mod.active(state_dir, embedder.model_path, embedder.sha256)
+
+
+def calibration_line(cfg, cohort: Optional[Cohort]) -> str:
+    if cfg["match"]["calibration"] == "off":
+        return ("per-person thresholds OFF (match.calibration = off): the global threshold alone decides, and "
+                "strangers match some faces more easily than others")
+    if cohort is None:
+        return "per-person thresholds: none (no cohort for this model): the global threshold alone decides"
+    return (f"per-person thresholds at FAR {cohort.far:g} against {cohort.describe()}, never looser than the "
+            "global threshold")
+
+
+def load_index(state_dir: Path, model_sha: str, cohort: Optional[Cohort] = None,
+               calibrated: bool = True) -> TemplateIndex:
+    """The gallery as a :class:`TemplateIndex`. With a ``cohort``, everyone must be calibrated against it (else a
+    :class:`GalleryError` naming `doorface users reembed`); ``calibrated`` False drops the per-person thresholds."""
     path = state_dir / gal.FILENAME
     if not path.exists():
         log.warning("no gallery at %s: nobody is enrolled, the door will not open", path)
         return TemplateIndex([], [])
     with gal.Gallery(path) as g:
-        return g.index(model_sha)
+        idx = g.index(model_sha, cohort.sha256 if cohort is not None else None)
+    if not calibrated:
+        idx.thresholds = {}
+    return idx

@@ -66,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("new")
     usub.add_parser("reembed", parents=[common])
 
+    p = sub.add_parser("cohort", parents=[common],
+                       help="the stranger cohort per-person thresholds are set against: build, show, reset")
+    csub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = csub.add_parser("build", parents=[common],
+                        help="embed every face under a folder (one per image) and make it this door's cohort")
+    r.add_argument("--images", required=True, metavar="DIR", help="folder of face images (searched recursively)")
+    r.add_argument("--source", help="provenance to record (default: the folder's path), e.g. where the images "
+                                    "came from and under which licence")
+    csub.add_parser("show", parents=[common])
+    csub.add_parser("reset", parents=[common], help="go back to the cohort shipped beside the model")
+
     p = sub.add_parser("events", parents=[common], help="show the access log")
     p.add_argument("--since", help="ISO date/time, or a duration like 30m, 12h, 7d")
     p.add_argument("--limit", type=int, default=100)
@@ -169,21 +180,39 @@ def cmd_enroll(args) -> int:
     cfg = load_config(args, {"camera.source": getattr(args, "source", None)})
     _setup_logging(cfg["log"]["level"], args.verbose)
     analyzer, g = _analyzer_and_gallery(cfg, create=True)
+    from edge.build import load_cohort
+
+    cohort = load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder)
     with g:
         from edge.sidecar import operating_point
 
         thr, margin, _ = operating_point(analyzer.embedder.meta, cfg["match"])
         if args.images:
             n = enroll.enroll_images(args.name, args.images, analyzer, g, thr, args.force, _progress("enroll"),
-                                     min_margin=margin)
+                                     min_margin=margin, cohort=cohort)
         else:
             from edge.camera import open_source
 
             cam = cfg["camera"]
             src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
-            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force, min_margin=margin)
+            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force, min_margin=margin,
+                                     cohort=cohort)
+        person = next(p for p in g.people() if p.name == args.name.strip())
     print(f"enrolled {args.name}: {n} template(s)")
+    for line in enroll.threshold_lines(person, thr, cohort):
+        print(line)
     return 0
+
+
+def _recalibrated(cfg, g, cohort) -> None:
+    """Print every person's threshold after a recalibration (with the strict-threshold warnings)."""
+    from edge.enroll import threshold_lines
+    from edge.sidecar import operating_point, read_sidecar
+
+    thr = operating_point(read_sidecar(cfg["model"]["embedder"]), cfg["match"])[0]
+    for person in g.people():
+        for line in threshold_lines(person, thr, cohort):
+            print(line)
 
 
 def cmd_users(args) -> int:
@@ -192,18 +221,30 @@ def cmd_users(args) -> int:
     cfg = load_config(args)
     path = Path(cfg["state"]["dir"]) / gal.FILENAME
     if args.action == "reembed":
+        from edge.build import calibration_line, load_cohort
+
         analyzer, g = _analyzer_and_gallery(cfg)
+        cohort = load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder)
         with g:
             n = g.reembed(analyzer.embedder.embed_crop, analyzer.embedder.sha256, _progress("reembed"),
-                          input_size=analyzer.embedder.input_size)
-        print(f"re-embedded {n} template(s) with model {analyzer.embedder.sha256[:12]}")
+                          input_size=analyzer.embedder.input_size, cohort=cohort)
+            print(f"re-embedded {n} template(s) with model {analyzer.embedder.sha256[:12]}; "
+                  f"{calibration_line(cfg, cohort)}")
+            _recalibrated(cfg, g, cohort)
         return 0
     with gal.Gallery(path) as g:
         if args.action == "list":
+            from edge.sidecar import operating_point, read_sidecar
+
+            thr = operating_point(read_sidecar(cfg["model"]["embedder"]), cfg["match"])[0]
+            off = cfg["match"]["calibration"] == "off"
             people = g.people()
             for p in people:
                 created = dt.datetime.fromtimestamp(p.created).strftime("%Y-%m-%d %H:%M")
-                print(f"{p.name}\t{p.templates} template(s)\tenrolled {created}")
+                own = "not calibrated" if p.threshold is None else f"own {p.threshold:.3f}"
+                used = thr if off or p.threshold is None else max(thr, p.threshold)
+                print(f"{p.name}\t{p.templates} template(s)\tenrolled {created}\tthreshold {used:.3f} "
+                      f"({own}{', not used: calibration off' if off and p.threshold is not None else ''})")
             if not people:
                 print("nobody enrolled")
         elif args.action == "remove":
@@ -212,6 +253,94 @@ def cmd_users(args) -> int:
         elif args.action == "rename":
             g.rename(args.old, args.new)
             print(f"renamed {args.old} -> {args.new}")
+    return 0
+
+
+def cmd_cohort(args) -> int:
+    import numpy as np
+
+    from edge import cohort as co
+    from edge import gallery as gal
+    from edge.build import calibration_line, load_cohort
+
+    cfg = load_config(args)
+    state = Path(cfg["state"]["dir"])
+    if args.action == "build":
+        analyzer, g = _analyzer_and_gallery(cfg, create=True)
+        emb = analyzer.embedder
+        shipped = co.shipped_path(emb.model_path)
+        base = co.load(shipped, emb.sha256).meta if shipped.exists() else {}
+        root = Path(args.images)
+        if not root.is_dir():
+            raise DoorfaceError(f"no such folder: {root}")
+        from edge.camera import IMAGE_EXTS
+        from edge.enroll import read_rgb
+        from edge.faces import largest
+
+        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        embs, skipped = [], 0
+        for f in _progress("cohort")(files):
+            try:
+                rgb = read_rgb(f)
+            except DoorfaceError:
+                skipped += 1
+                continue
+            faces = analyzer.faces(rgb)
+            if not faces:
+                skipped += 1
+                continue
+            embs.append(analyzer.describe(rgb, largest(faces), gate=False).embedding)
+        if len(embs) < co.MIN_COHORT:
+            raise DoorfaceError(f"{len(embs)} faces found in {len(files)} images under {root}: a cohort needs at "
+                                f"least {co.MIN_COHORT} (a few hundred of people like those at this door is better)")
+        meta = {"source": args.source or str(root.resolve()), "images": len(files), "skipped": skipped,
+                "model_sha256": emb.sha256, "model_file": Path(emb.model_path).name,
+                "built_by": "doorface cohort build"}
+        if base.get("genuine_quantiles"):
+            meta["genuine_quantiles"] = base["genuine_quantiles"]
+            meta["genuine_source"] = base.get("genuine_source", "")
+        with g:
+            index = g.index(emb.sha256)
+            enrolled = [m.identity for m in map(index.match, embs) if m.identity is not None and m.score >= 0.99]
+            cohort = co.save(state / co.FILENAME, np.stack(embs), meta)
+            n = g.recalibrate(cohort, emb.sha256) if cfg["match"]["calibration"] != "off" else 0
+            print(f"cohort: {len(embs)} faces from {len(files)} images under {root} ({skipped} without a face) "
+                  f"-> {cohort.path}; recalibrated {n} people")
+            if enrolled:
+                print(f"warning: {len(enrolled)} cohort faces are photos of enrolled people "
+                      f"({', '.join(sorted(set(enrolled))[:3])}): take them out of the folder and build again "
+                      "(a person's own photos in the cohort make their threshold needlessly strict)")
+            _recalibrated(cfg, g, cohort)
+        return 0
+    from edge.embedder import Embedder
+
+    emb = Embedder(cfg["model"]["embedder"], cfg["model"]["threads"]).load()
+    if args.action == "reset":
+        own = state / co.FILENAME
+        if own.exists():
+            own.unlink()
+            print(f"removed {own}")
+        cohort = load_cohort(cfg, state, emb)
+        path = state / gal.FILENAME
+        if path.exists():
+            with gal.Gallery(path) as g:
+                n = g.recalibrate(cohort, emb.sha256) if cfg["match"]["calibration"] != "off" else 0
+                print(f"recalibrated {n} people; {calibration_line(cfg, cohort)}")
+                _recalibrated(cfg, g, cohort)
+        else:
+            print(calibration_line(cfg, cohort))
+        return 0
+    cohort = co.active(state, emb.model_path, emb.sha256)
+    if cohort is None:
+        print(f"no cohort: none built in {state} and none shipped beside {emb.model_path}")
+        return 0
+    m = cohort.meta
+    print(f"cohort: {cohort.path} ({'this door' if cohort.path.parent == state else 'shipped with the model'})")
+    for key in ("name", "source", "licence", "count", "identities", "images", "skipped", "model_file", "model_sha256",
+                "created", "built_by", "k", "far", "embeddings_sha256"):
+        if key in m:
+            print(f"  {key}: {m[key]}")
+    print(calibration_line(cfg, cohort))
     return 0
 
 
@@ -253,7 +382,11 @@ def cmd_identify(args) -> int:
     cfg = load_config(args)
     analyzer = build_analyzer(cfg)
     meta = analyzer.embedder.load().meta
-    analyzer.index = load_index(Path(cfg["state"]["dir"]), meta["sha256"])
+    from edge.build import load_cohort
+
+    state = Path(cfg["state"]["dir"])
+    analyzer.index = load_index(state, meta["sha256"], load_cohort(cfg, state, analyzer.embedder),
+                                calibrated=cfg["match"]["calibration"] != "off")
     from edge.decision import passes
     from edge.sidecar import operating_point
 
@@ -276,10 +409,11 @@ def cmd_identify(args) -> int:
         for f in analyzer.faces(rgb):
             res = analyzer.describe(rgb, f, gate=False)
             m = res.match
-            ok = passes(m.identity, m.score, m.margin, thr, margin, res.live)
+            ok = passes(m.identity, m.score, m.margin, thr, margin, res.live, m.threshold)
             reason = "" if ok else ("spoof" if not res.live else "unknown face")
             faces.append({"box": [round(v, 1) for v in f.box], "identity": m.identity if ok else None,
                           "best": m.identity, "score": round(m.score, 4), "margin": round(m.margin, 4),
+                          "person_threshold": round(max(thr, m.threshold), 4),
                           "liveness": None if res.liveness is None else round(res.liveness, 4), "live": res.live,
                           "decision": "grant" if ok else "deny", "reason": reason})
         out = {"image": path, "faces": faces, "threshold": round(thr, 4),
@@ -378,8 +512,18 @@ def cmd_check(args) -> int:
             sha = analyzer.embedder.sha256 if analyzer.embedder.meta else None
             people = g.people()
             if sha:
-                g.index(sha)
+                g.index(sha, cohort[0].sha256 if cohort and cohort[0] is not None else None)
             return f"OK {len(people)} people, {sum(p.templates for p in people)} templates"
+
+    cohort = []
+
+    def cohort_ok():
+        from edge.build import calibration_line, load_cohort
+
+        cohort.append(load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder))
+        line = calibration_line(cfg, cohort[0])
+        return ("OK " if cohort[0] is not None else "WARNING ") + line
+    item("cohort", cohort_ok)
     item("gallery", gallery_ok)
 
     def camera_ok():
@@ -423,8 +567,14 @@ def cmd_config(args) -> int:
     src = meta.get("source")
     print(f"model: {cfg['model']['embedder']} ({'port of ' + src['file'] if src else 'doorface small model'}, "
           f"{meta.get('quantization')}); threshold {thr:.3f}{f' (FAR {far})' if far else ''}, margin {margin:g}")
-    from edge.build import LIVENESS_OFF, build_liveness
+    from edge.build import LIVENESS_OFF, build_liveness, calibration_line
 
+    if cfg["match"]["calibration"] == "off":
+        print(calibration_line(cfg, None))
+    else:
+        from edge import cohort as co
+
+        print(calibration_line(cfg, co.active(Path(cfg["state"]["dir"]), cfg["model"]["embedder"], meta["sha256"])))
     lv = build_liveness(cfg)    # the same object the door builds: the same threshold ("model" or the config's)
     if lv is not None:
         lv.load()
@@ -434,7 +584,8 @@ def cmd_config(args) -> int:
     return 0
 
 
-COMMANDS = {"relay": cmd_relay, "run": cmd_run, "enroll": cmd_enroll, "users": cmd_users, "events": cmd_events,
+COMMANDS = {"relay": cmd_relay, "run": cmd_run, "enroll": cmd_enroll, "users": cmd_users, "cohort": cmd_cohort,
+            "events": cmd_events,
             "identify": cmd_identify, "embed": cmd_embed, "check": cmd_check, "config": cmd_config}
 
 

@@ -32,6 +32,7 @@ RULES: Dict[tuple, Any] = {
     ("quality", "min_brightness"): (0, 255), ("quality", "max_brightness"): (0, 255),
     ("match", "far_target"): ("model", "1e-2", "1e-3", "1e-4", "1e-5"),
     ("match", "threshold"): (-1, 1), ("match", "min_margin"): (0, 2),   # or "model" (MODEL_OR_NUMBER)
+    ("match", "calibration"): ("cohort", "off"),
     ("liveness", "threshold"): (0.01, 0.99),   # or "model" (MODEL_OR_NUMBER)
     ("decision", "frames_needed"): (1, 100), ("decision", "frames_window"): (1, 100),
     ("decision", "window_seconds"): (0.1, 60), ("decision", "attempt_gap_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge import accesslog as alog
-from edge.build import LIVENESS_OFF, build_analyzer, load_index, policy_config
+from edge.build import LIVENESS_OFF, build_analyzer, calibration_line, load_cohort, load_index, policy_config
 from edge.camera import FrameSource, LatestFrameGrabber, open_source
 from edge.decision import DecisionPolicy, Observation
 from edge.errors import GalleryError
@@ -51,6 +51,7 @@ class Daemon:
         self.decisions = []
         self.frames = 0
         self.stopped_by = None
+        self._cohort = None
 
     def stop(self):
         """Ask the loop to end (from another thread); the relay is locked on the way out."""
@@ -71,11 +72,20 @@ class Daemon:
         self._reload.clear()
         self.notifier.reloading()
         try:
-            analyzer.index = load_index(self.state_dir, analyzer.embedder.sha256)
+            analyzer.index = self._load_index(analyzer)
             log.info("reloaded gallery: %d templates", len(analyzer.index))
         except GalleryError as exc:
             log.error("reload failed, keeping the previous gallery: %s", exc)
         self.notifier.ready(f"{len(analyzer.index)} templates")
+
+    def _load_index(self, analyzer: FaceAnalyzer):
+        """The gallery with everyone's own threshold, checked against the active cohort (re-read at each reload:
+        `doorface cohort build` then SIGHUP takes effect without a restart)."""
+        cohort = load_cohort(self.cfg, self.state_dir, analyzer.embedder)
+        index = load_index(self.state_dir, analyzer.embedder.sha256, cohort,
+                           calibrated=self.cfg["match"]["calibration"] != "off")
+        self._cohort = cohort
+        return index
 
     def _record(self, access, d, frame_index: int) -> None:
         """One final decision: the access log, the events list, one log line, systemd's status."""
@@ -109,7 +119,8 @@ class Daemon:
                 analyzer.liveness.load()   # missing or tampered: ModelError, the door stays locked
             else:
                 log.warning(LIVENESS_OFF)
-            analyzer.index = load_index(self.state_dir, meta["sha256"])
+            analyzer.index = self._load_index(analyzer)
+            log.info(calibration_line(cfg, self._cohort))
             policy = DecisionPolicy(policy_config(cfg, meta))
             access = alog.AccessLog(self.state_dir / alog.FILENAME, self.events_out).open()
             cam = cfg["camera"]
@@ -161,7 +172,7 @@ class Daemon:
                 if res is None or res.rejected:
                     continue
                 mt = res.match
-                d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin, res.live))
+                d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin, res.live, mt.threshold))
                 if not d.final:
                     continue
                 if d.kind == "grant":

@@ -23,11 +23,14 @@ from typing import Deque, Optional
 
 
 def passes(identity: Optional[str], score: float, margin: float, threshold: float, min_margin: float,
-           live: bool) -> bool:
+           live: bool, person_threshold: float = float("-inf")) -> bool:
     """The one rule a face must meet to count for a person: the daemon's frames, `doorface identify` and the
     benchmarks all use it. An unknown face (identity None) never passes; neither does a face the liveness check
-    judged an attack (``live`` False; True only when liveness passed or was explicitly turned off)."""
-    return live is True and identity is not None and score >= threshold and margin >= min_margin
+    judged an attack (``live`` False; True only when liveness passed or was explicitly turned off). The score must
+    reach the stricter of the global ``threshold`` and the person's own (``person_threshold``, from
+    :mod:`edge.cohort`): a per-person threshold can make a person harder to match, never easier."""
+    return (live is True and identity is not None and score >= max(threshold, person_threshold)
+            and margin >= min_margin)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Observation:
     score: float
     margin: float
     live: bool        # the liveness check's call (True when it is explicitly turned off)
+    person_threshold: float = float("-inf")   # the best person's own threshold (Match.threshold)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class DecisionPolicy:
     _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
 
     def passes(self, o: Observation) -> bool:
-        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live)
+        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live, o.person_threshold)
 
     def locked_out(self, t: float) -> bool:
         return t < self._lockout_until

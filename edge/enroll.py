@@ -109,9 +109,33 @@ def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, 
                               "or --force to enroll anyway")
 
 
+STRICT_ACCEPT = 0.5   # warn when fewer than this share of a person's single photos would reach their threshold
+
+
+def threshold_lines(person, threshold: float, cohort) -> List[str]:
+    """What enrollment (and `cohort build`, `users reembed`) reports about a person's own threshold, and a warning
+    when it is so strict that they will struggle to get in (estimated from the model's genuine-score quantiles
+    that the shipped cohort records)."""
+    from edge.cohort import estimated_accept
+
+    own = person.threshold
+    if own is None:
+        return [f"{person.name}: door threshold {threshold:.3f} (global; no per-person calibration)"]
+    used = max(own, threshold)
+    lines = [f"{person.name}: door threshold {used:.3f} ({'own, from the cohort' if own > threshold else 'global'}; "
+             f"own {own:.3f}, global {threshold:.3f})"]
+    accept = estimated_accept(used, cohort.meta) if cohort is not None else None
+    if accept is not None and accept < STRICT_ACCEPT:
+        lines.append(f"warning: {person.name}'s threshold is strict: about {100 * accept:.0f}% of single photos of a "
+                     "person reach it, so they may have to stand in front of the door longer. Enroll more or "
+                     "better photos (good light, looking at the camera, several angles); if {0}'s own photos are "
+                     "in the cohort, take them out".format(person.name))
+    return lines
+
+
 def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
                   force: bool = False, progress: Optional[Callable] = None, min_margin: float = 0.0,
-                  say: Callable[[str], None] = print) -> int:
+                  say: Callable[[str], None] = print, cohort=None) -> int:
     """Enroll ``name`` from image files or folders. Every image must hold exactly one usable face; any refusal
     stores nothing. Returns the number of templates added."""
     name = validate_name(name)
@@ -133,7 +157,7 @@ def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, th
     sha = analyzer.embedder.sha256
     say(household_line(name, *closest_other(name, embs, gallery.index(sha)), threshold, min_margin))
     check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold, min_margin))
-    return gallery.add_templates(name, crops, embs, sha, [str(f) for f in files], check=check)
+    return gallery.add_templates(name, crops, embs, sha, [str(f) for f in files], check=check, cohort=cohort)
 
 
 GUIDANCE = ("look straight at the camera", "turn your head slightly left", "turn your head slightly right",
@@ -142,7 +166,7 @@ GUIDANCE = ("look straight at the camera", "turn your head slightly left", "turn
 
 def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
                   count: int = 5, force: bool = False, say: Callable[[str], None] = print,
-                  max_frames: int = 600, min_margin: float = 0.0) -> int:
+                  max_frames: int = 600, min_margin: float = 0.0, cohort=None) -> int:
     """Guided enrollment from a camera: keeps frames with one face that passes the quality gates and is not a
     near-duplicate of a kept one, until ``count`` templates. Nothing is stored unless all ``count`` are found."""
     name = validate_name(name)
@@ -176,7 +200,8 @@ def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, galler
     sha = analyzer.embedder.sha256
     say(household_line(name, *closest_other(name, embs, gallery.index(sha)), threshold, min_margin))
     check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold, min_margin))
-    n = gallery.add_templates(name, crops, embs, sha, [f"camera:{source.name}"] * len(crops), check=check)
+    n = gallery.add_templates(name, crops, embs, sha, [f"camera:{source.name}"] * len(crops), check=check,
+                              cohort=cohort)
     say(f"[{count}/{count}] done")
     return n
 

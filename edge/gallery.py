@@ -21,11 +21,12 @@ import numpy as np
 from edge.errors import GalleryError
 from edge.matcher import TemplateIndex
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS persons (
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL,
+    threshold REAL, cohort_sha256 TEXT);
 CREATE TABLE IF NOT EXISTS templates (
     id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
     crop BLOB NOT NULL, embedding BLOB NOT NULL, dim INTEGER NOT NULL, model_sha256 TEXT NOT NULL,
@@ -34,11 +35,17 @@ CREATE TABLE IF NOT EXISTS templates (
 FILENAME = "gallery.sqlite"
 
 
+# Version 1 galleries (before per-person thresholds) are upgraded in place when opened for writing.
+MIGRATIONS = {1: ("ALTER TABLE persons ADD COLUMN threshold REAL", "ALTER TABLE persons ADD COLUMN cohort_sha256 TEXT")}
+
+
 @dataclass(frozen=True)
 class Person:
     name: str
     templates: int
     created: float
+    threshold: Optional[float] = None       # the person's own threshold (edge.cohort), None when not calibrated
+    cohort_sha256: Optional[str] = None     # the cohort it was calibrated against
 
 
 class Gallery:
@@ -92,6 +99,8 @@ class Gallery:
                 raise GalleryError(f"{self.path} is not a doorface gallery")
             kind = db.execute("SELECT value FROM meta WHERE key='kind'").fetchone()
             version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if kind and kind[0] == "doorface-gallery" and version and int(version[0]) in MIGRATIONS:
+                version = (self._migrate(db, int(version[0])),)
             if not kind or kind[0] != "doorface-gallery" or not version or int(version[0]) != SCHEMA_VERSION:
                 raise GalleryError(f"{self.path} is not a doorface gallery of schema version {SCHEMA_VERSION}")
             db.execute("PRAGMA quick_check").fetchone()
@@ -100,6 +109,18 @@ class Gallery:
         os.chmod(self.path, 0o600)
         self._db = db
         return self
+
+    def _migrate(self, db: sqlite3.Connection, version: int) -> int:
+        if not os.access(self.path, os.W_OK):
+            raise GalleryError(f"gallery {self.path} is of schema version {version} and must be upgraded: run "
+                               "`doorface users reembed` as its owner")
+        with _tx(db):
+            while version in MIGRATIONS:
+                for stmt in MIGRATIONS[version]:
+                    db.execute(stmt)
+                version += 1
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+        return version
 
     def close(self):
         if self._db is not None:
@@ -121,18 +142,22 @@ class Gallery:
     # -- people ----------------------------------------------------------------------------------------
     def people(self) -> List[Person]:
         rows = self.db.execute(
-            "SELECT p.name, COUNT(t.id), p.created FROM persons p LEFT JOIN templates t ON t.person_id = p.id "
+            "SELECT p.name, COUNT(t.id), p.created, p.threshold, p.cohort_sha256 FROM persons p "
+            "LEFT JOIN templates t ON t.person_id = p.id "
             "GROUP BY p.id ORDER BY p.name").fetchall()
         return [Person(*r) for r in rows]
 
     def has(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM persons WHERE name=?", (name,)).fetchone() is not None
 
-    def add_templates(self, name: str, crops, embeddings, model_sha256: str, sources, check=None) -> int:
+    def add_templates(self, name: str, crops, embeddings, model_sha256: str, sources, check=None,
+                      cohort=None) -> int:
         """Add templates for ``name`` (creating the person) in one transaction. Returns the number added.
 
         ``check()`` runs inside that transaction before anything is written (the duplicate-face check), so two
-        enrolments at once cannot both pass it and store one face under two names."""
+        enrolments at once cannot both pass it and store one face under two names. With a ``cohort``
+        (:class:`edge.cohort.Cohort`), the person's threshold is recomputed from all their templates in the same
+        transaction."""
         crops, embeddings, sources = list(crops), np.asarray(embeddings, np.float32), list(sources)
         if not len(crops) or len(crops) != len(embeddings) or len(crops) != len(sources):
             raise GalleryError("nothing to add")
@@ -147,7 +172,32 @@ class Gallery:
                     "INSERT INTO templates (person_id, crop, embedding, dim, model_sha256, source, created) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (pid, _png(crop), emb.astype("<f4").tobytes(), int(emb.shape[-1]), model_sha256, str(src), now))
+            self._calibrate(cohort, model_sha256, only=pid)
         return len(crops)
+
+    def recalibrate(self, cohort, model_sha256: str) -> int:
+        """Recompute every person's threshold against ``cohort`` (None: clear them; the global threshold alone
+        decides), in one transaction. Returns the number of people."""
+        with _tx(self.db):
+            return self._calibrate(cohort, model_sha256)
+
+    def _calibrate(self, cohort, model_sha256: str, only: Optional[int] = None) -> int:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM persons" + (" WHERE id=?" if only else ""),
+                                             (only,) if only else ())]
+        for pid in ids:
+            if cohort is None:
+                self.db.execute("UPDATE persons SET threshold=NULL, cohort_sha256=NULL WHERE id=?", (pid,))
+                continue
+            rows = self.db.execute("SELECT embedding, model_sha256 FROM templates WHERE person_id=?",
+                                   (pid,)).fetchall()
+            if any(r[1] != model_sha256 for r in rows):
+                raise GalleryError(f"gallery {self.path} holds embeddings of another model; run "
+                                   "`doorface users reembed`")
+            if rows:
+                t = np.stack([np.frombuffer(r[0], "<f4") for r in rows])
+                self.db.execute("UPDATE persons SET threshold=?, cohort_sha256=? WHERE id=?",
+                                (cohort.threshold(t), cohort.sha256, pid))
+        return len(ids)
 
     def remove(self, name: str) -> None:
         with _tx(self.db):
@@ -169,8 +219,10 @@ class Gallery:
             "SELECT t.id, p.name, t.crop FROM templates t JOIN persons p ON p.id = t.person_id ORDER BY t.id")
         return [(tid, name, _unpng(blob)) for tid, name, blob in rows]
 
-    def reembed(self, embed_crop, model_sha256: str, progress=None, input_size: Optional[int] = None) -> int:
-        """Recompute every embedding from its stored crop with ``embed_crop`` (all in one transaction).
+    def reembed(self, embed_crop, model_sha256: str, progress=None, input_size: Optional[int] = None,
+                cohort=None) -> int:
+        """Recompute every embedding from its stored crop with ``embed_crop``, and every person's threshold against
+        ``cohort`` (all in one transaction).
 
         Crops are stored as the enrolling model saw them; a model with another input size (another alignment,
         e.g. the small 96 px model vs the 150 px dlib port) cannot use them, and those people must enroll again.
@@ -190,10 +242,12 @@ class Gallery:
             for tid, emb in new:
                 self.db.execute("UPDATE templates SET embedding=?, dim=?, model_sha256=? WHERE id=?",
                                 (emb.astype("<f4").tobytes(), int(emb.shape[-1]), model_sha256, tid))
+            self._calibrate(cohort, model_sha256)
         return len(new)
 
-    def index(self, model_sha256: str) -> TemplateIndex:
-        """All templates as a :class:`TemplateIndex`; refuses embeddings made with another model."""
+    def index(self, model_sha256: str, cohort_sha256: Optional[str] = None) -> TemplateIndex:
+        """All templates as a :class:`TemplateIndex` with each person's stored threshold; refuses embeddings made
+        with another model and, given the active cohort's ``cohort_sha256``, anyone not calibrated against it."""
         rows = self.db.execute(
             "SELECT p.name, t.embedding, t.dim, t.model_sha256 FROM templates t "
             "JOIN persons p ON p.id = t.person_id ORDER BY t.id").fetchall()
@@ -211,7 +265,15 @@ class Gallery:
             raise GalleryError(f"corrupt gallery {self.path}: {exc}") from None
         if rows and embs.shape[1] != rows[0][2]:
             raise GalleryError(f"corrupt gallery {self.path}: embedding size mismatch")
-        return TemplateIndex(embs, [r[0] for r in rows])
+        people = self.people()
+        if cohort_sha256 is not None:
+            stale = [p.name for p in people if p.cohort_sha256 != cohort_sha256]
+            if stale:
+                raise GalleryError(
+                    f"{', '.join(stale[:3])}{' and others' if len(stale) > 3 else ''} not calibrated against the "
+                    f"active cohort ({cohort_sha256[:12]}): run `doorface users reembed`")
+        thresholds = {p.name: p.threshold for p in people if p.threshold is not None}
+        return TemplateIndex(embs, [r[0] for r in rows], thresholds)
 
 
 @contextmanager

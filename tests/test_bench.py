@@ -63,18 +63,26 @@ def test_bench_model_table_is_written_and_replaced(tmp_path, shipped_model):
 
 
 def test_fair_group_rates_count_comparisons_and_the_rule():
-    from bench.fair import group_rates
+    from bench.fair import group_rates, splits_of, summed
 
-    # 4 faces; faces 0 and 1 look alike (0.9), everything else 0.1.
-    sim = np.full((4, 4), 0.1)
-    np.fill_diagonal(sim, 1.0)
-    sim[0, 1] = sim[1, 0] = 0.9
-    r = group_rates(sim, threshold=0.5, margin=0.0, enrolled=2, splits=6, seed=1)
-    assert r["comparisons"] == 6 * 2 * 2 and r["stranger_probes"] == 12
-    # A false accept needs exactly one of {0, 1} enrolled and the other a stranger: one comparison each time.
-    assert r["false_accepts"] == r["strangers_let_in"] and 0 < r["false_accepts"] <= 6
-    strict = group_rates(sim, threshold=0.95, margin=0.0, enrolled=2, splits=6, seed=1)
-    assert strict["false_accepts"] == 0 and strict["far"] == 0
+    # 3 strangers x 2 enrolled people; stranger 0 looks like person 0 (0.9), stranger 1 a little (0.6).
+    s = np.array([[0.9, 0.1], [0.6, 0.1], [0.1, 0.1]])
+    r = group_rates(s, threshold=0.5, margin=0.0)
+    assert r == {"comparisons": 6, "false_accepts": 2, "stranger_probes": 3, "strangers_let_in": 2}
+    assert group_rates(s, threshold=0.5, margin=0.55)["strangers_let_in"] == 1      # the margin rule
+    # Person 0's own threshold (0.95) is stricter than the global one: nobody gets in as them any more; an own
+    # threshold below the global one changes nothing (never looser).
+    assert group_rates(s, 0.5, 0.0, own=np.array([0.95, 0.0]))["false_accepts"] == 0
+    assert group_rates(s, 0.5, 0.0, own=np.array([0.2, 0.2])) == r
+    t = summed([r, r])
+    assert t["comparisons"] == 12 and t["far"] == pytest.approx(2 / 6) and t["let_in_rate"] == pytest.approx(2 / 3)
+    # Splits: cohort, enrolled and strangers are disjoint within a group, and every split draws afresh.
+    sp = splits_of({"a": 30, "b": 25}, cohort_per=10, enrolled=3, strangers=12, splits=2)
+    for one in sp:
+        for g, (c, e, st) in one.items():
+            assert len(c) == 10 and len(e) == 3 and len(set(c) | set(e) | set(st)) == len(c) + len(e) + len(st)
+    assert len(sp[0]["a"][2]) == 12 and len(sp[0]["b"][2]) == 12
+    assert not np.array_equal(sp[0]["a"][1], sp[1]["a"][1])
 
 
 def test_fair_reads_the_archive_layout(tmp_path):

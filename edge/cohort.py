@@ -1,0 +1,153 @@
+"""The stranger cohort and per-person thresholds: a stranger's chance of opening the door should not depend on whom
+the door knows.
+
+One global threshold promises a false-accept rate that holds on average over the faces it was fitted on; faces in a
+crowded neighbourhood of face space (measured: Asian faces, then Indian and Black faces, with the models here) are
+matched by strangers far more often. So each enrolled person also gets a threshold of their own, set at enrollment
+from the faces of a *cohort* of strangers (embeddings only, no images): the person's score against every cohort face
+(the best of their templates, as the matcher scores them) is computed, and the tail of those scores is extrapolated
+to the false-accept rate ``far`` per comparison (a peaks-over-threshold fit: the ``k`` highest scores above the
+(k+1)-th are taken as exponential, ``threshold = u + mean(excess) * ln(k / (N * far))``). The door then uses the
+stricter of that and the global threshold (:func:`edge.decision.passes`): calibration can only make a person harder
+to match, never easier.
+
+A cohort is one ``.npz`` file: ``embeddings`` (N x D, float16, unit length) and ``meta`` (JSON: provenance, the model
+sha256 it was made with, the calibration parameters, a digest of the embeddings). A default cohort ships beside each
+model (``<model>-cohort.npz``); ``doorface cohort build --images DIR`` makes another one the active cohort of a state
+directory (``<state>/cohort.npz``) and ``doorface cohort reset`` goes back to the shipped one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edge.errors import GalleryError
+
+FORMAT = "doorface-cohort"
+FORMAT_VERSION = 1
+FILENAME = "cohort.npz"          # the state directory's own cohort (from `doorface cohort build`)
+TAIL_K = 20                      # scores in the fitted tail; chosen on LFW folds 3-5 (models/README.md)
+TARGET_FAR = 1e-4                # per-comparison false-accept rate each person's threshold is set for
+MIN_COHORT = 2 * TAIL_K + 1      # fewer faces cannot say anything about the tail
+
+
+class CohortError(GalleryError):
+    """A missing, corrupt or tampered cohort, or one made with another model."""
+
+
+@dataclass(frozen=True)
+class Cohort:
+    embeddings: np.ndarray       # (N, D) float32, unit length
+    meta: dict
+    path: Optional[Path] = None
+
+    @property
+    def sha256(self) -> str:
+        return self.meta["embeddings_sha256"]
+
+    @property
+    def k(self) -> int:
+        return int(self.meta.get("k", TAIL_K))
+
+    @property
+    def far(self) -> float:
+        return float(self.meta.get("far", TARGET_FAR))
+
+    def threshold(self, templates: np.ndarray) -> float:
+        """This cohort's threshold for a person enrolled with ``templates`` (see :func:`calibrate`)."""
+        return calibrate(templates, self.embeddings, self.k, self.far)
+
+    def describe(self) -> str:
+        m = self.meta
+        return (f"{m.get('count', len(self.embeddings))} faces from {m.get('name') or m.get('source', '?')} "
+                f"(model {str(m.get('model_sha256', '?'))[:12]}, sha256 {self.sha256[:12]})")
+
+
+def calibrate(templates: np.ndarray, cohort: np.ndarray, k: int = TAIL_K, far: float = TARGET_FAR) -> float:
+    """The score a person enrolled with ``templates`` (T x D, unit length) must reach so that a stranger from the
+    cohort's population reaches it with probability about ``far`` per comparison. Pure; not floored (the caller
+    takes the stricter of this and the global threshold)."""
+    t = np.asarray(templates, np.float32).reshape(-1, cohort.shape[1])
+    scores = (np.asarray(cohort, np.float32) @ t.T).max(axis=1)      # a stranger's score = their best template
+    n = len(scores)
+    if n <= k:
+        raise CohortError(f"a cohort of {n} faces is too small to calibrate (need more than {k})")
+    top = -np.sort(-scores)[:k + 1]
+    u = float(top[k])
+    excess = float(np.mean(top[:k] - u))
+    return float(min(u + excess * np.log(k / (n * far)), 1.0)) if n * far < k else u
+
+
+def digest(embeddings: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(embeddings, "<f2").tobytes()).hexdigest()
+
+
+def save(path, embeddings: np.ndarray, meta: dict) -> Cohort:
+    """Write a cohort (embeddings normalised and stored as float16), atomically, mode 0600."""
+    e = np.asarray(embeddings, np.float32)
+    if e.ndim != 2 or len(e) < MIN_COHORT:
+        raise CohortError(f"a cohort needs at least {MIN_COHORT} faces, got {len(e)}")
+    e = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype("<f2")
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "count": int(len(e)), "dim": int(e.shape[1]),
+            "k": TAIL_K, "far": TARGET_FAR, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **meta, "embeddings_sha256": digest(e)}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, embeddings=e, meta=np.array(json.dumps(meta, sort_keys=True)))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return Cohort(e.astype(np.float32), meta, path)
+
+
+def load(path, model_sha256: Optional[str] = None) -> Cohort:
+    """Read and verify a cohort; with ``model_sha256``, refuse one made with another model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError(f"cohort not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            e, meta = z["embeddings"], json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CohortError(f"corrupt cohort {path}: {exc}") from None
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise CohortError(f"{path} is not a doorface cohort of format version {FORMAT_VERSION}")
+    if e.ndim != 2 or e.dtype != np.dtype("<f2") or len(e) != meta.get("count") or digest(e) != \
+            meta.get("embeddings_sha256"):
+        raise CohortError(f"cohort {path} does not match its recorded digest (corrupt or edited)")
+    if model_sha256 is not None and meta.get("model_sha256") != model_sha256:
+        raise CohortError(f"cohort {path} was made with another model ({str(meta.get('model_sha256'))[:12]}...); "
+                          "build one for this model (`doorface cohort build --images DIR`) or `doorface cohort reset`")
+    return Cohort(e.astype(np.float32), meta, path)
+
+
+def shipped_path(model_path) -> Path:
+    """The default cohort that ships beside a model: ``models/x.tflite`` -> ``models/x-cohort.npz``."""
+    p = Path(model_path)
+    return p.with_name(p.stem + "-cohort.npz")
+
+
+def active(state_dir, model_path, model_sha256: str) -> Optional[Cohort]:
+    """The cohort a door calibrates against: the state directory's own (``cohort build``) when there is one, else
+    the one shipped beside the model, else None (no cohort: the global threshold alone decides)."""
+    own = Path(state_dir) / FILENAME
+    if own.exists():
+        return load(own, model_sha256)
+    shipped = shipped_path(model_path)
+    return load(shipped, model_sha256) if shipped.exists() else None
+
+
+def estimated_accept(threshold: float, meta: dict) -> Optional[float]:
+    """Share of genuine single-photo scores at or above ``threshold``, from the genuine-score quantiles the
+    shipped cohort records for its model (None when it records none)."""
+    q = meta.get("genuine_quantiles")
+    if not q:
+        return None
+    q = np.asarray(q, np.float64)
+    return float(1.0 - np.interp(threshold, q, np.linspace(0, 1, len(q)), left=0.0, right=1.0))

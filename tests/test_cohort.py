@@ -1,0 +1,220 @@
+"""Per-person thresholds against a stranger cohort (edge.cohort): the calibration, the cohort file, the gallery's
+stored thresholds, the decision rule (never looser than the global threshold) and the `doorface cohort` commands."""
+import sqlite3
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import cohort as co
+from edge.decision import DecisionPolicy, Observation, PolicyConfig, passes
+from edge.errors import GalleryError
+from edge.gallery import Gallery
+
+
+def _unit(x):
+    x = np.asarray(x, np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _cloud(rng, centre, spread, n):
+    """``n`` unit vectors scattered around ``centre`` (smaller ``spread``: a more crowded neighbourhood)."""
+    return _unit(centre[None] + spread * rng.normal(size=(n, len(centre))))
+
+
+def test_a_crowded_neighbourhood_gets_a_stricter_threshold():
+    rng = np.random.default_rng(0)
+    d = 32
+    a, b = _unit(rng.normal(size=d)), _unit(rng.normal(size=d))
+    cohort = np.concatenate([_cloud(rng, a, 0.15, 400), _cloud(rng, b, 0.6, 400)])   # many look like a
+    ta, tb = co.calibrate(a[None], cohort), co.calibrate(b[None], cohort)
+    assert ta > tb
+    # The threshold lies past the cohort's own k-th best score: extrapolated to FAR 1e-4 < k / N.
+    sa = np.sort(cohort @ a)[::-1]
+    assert ta > sa[co.TAIL_K]
+    # Calibrated for 1e-4: new strangers from the same population pass it about that rarely (here: never in 20k).
+    fresh = np.concatenate([_cloud(rng, a, 0.15, 10000), _cloud(rng, b, 0.6, 10000)])
+    assert (fresh @ a >= ta).mean() <= 5e-4
+    # A person's score against a stranger is their best template: more templates, never a looser threshold.
+    assert co.calibrate(np.stack([a, b]), cohort) >= ta
+    with pytest.raises(co.CohortError, match="too small"):
+        co.calibrate(a[None], cohort[:co.TAIL_K])
+
+
+def test_the_decision_uses_the_stricter_of_global_and_own_threshold():
+    assert passes("ann", 0.96, 0.1, 0.95, 0.03, True, person_threshold=0.90)        # own looser: global decides
+    assert not passes("ann", 0.94, 0.1, 0.95, 0.03, True, person_threshold=0.90)
+    assert not passes("ann", 0.96, 0.1, 0.95, 0.03, True, person_threshold=0.97)    # own stricter: it decides
+    assert passes("ann", 0.97, 0.1, 0.95, 0.03, True, person_threshold=0.97)
+    policy = DecisionPolicy(PolicyConfig(threshold=0.95, min_margin=0.03, n=2, m=3))
+    for t in (0.0, 0.1, 0.2):
+        d = policy.observe(Observation(t, "ann", 0.96, 0.1, True, person_threshold=0.97))
+        assert d.kind != "grant"
+
+
+def test_cohort_file_round_trip_and_refusals(tmp_path):
+    rng = np.random.default_rng(1)
+    e = _unit(rng.normal(size=(100, 16)))
+    c = co.save(tmp_path / "c.npz", e, {"source": "test", "model_sha256": "m1"})
+    back = co.load(tmp_path / "c.npz", "m1")
+    assert back.sha256 == c.sha256 and back.meta["count"] == 100 and back.k == co.TAIL_K
+    assert np.allclose(back.embeddings, e, atol=1e-3)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(co.CohortError, match="another model"):
+        co.load(tmp_path / "c.npz", "m2")
+    # An edited cohort (one face moved) no longer matches its digest.
+    with np.load(tmp_path / "c.npz") as z:
+        emb, meta = z["embeddings"].copy(), z["meta"]
+    emb[0] = emb[1]
+    np.savez(tmp_path / "edited.npz", embeddings=emb, meta=meta)
+    with pytest.raises(co.CohortError, match="digest"):
+        co.load(tmp_path / "edited.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a cohort")
+    with pytest.raises(co.CohortError, match="corrupt cohort"):
+        co.load(tmp_path / "junk.npz")
+    with pytest.raises(co.CohortError, match="at least"):
+        co.save(tmp_path / "small.npz", e[:10], {})
+    # The strict-threshold estimate reads the genuine quantiles (0.5 at the median).
+    q = {"genuine_quantiles": list(np.linspace(0.8, 1.0, 101))}
+    assert co.estimated_accept(0.9, q) == pytest.approx(0.5, abs=0.01)
+    assert co.estimated_accept(0.9, {}) is None
+
+
+def test_gallery_stores_thresholds_and_refuses_a_stale_calibration(tmp_path):
+    rng = np.random.default_rng(2)
+    cohort = co.save(tmp_path / "c.npz", _unit(rng.normal(size=(200, 16))), {"model_sha256": "m"})
+    other = co.save(tmp_path / "o.npz", _unit(rng.normal(size=(200, 16))), {"model_sha256": "m"})
+    crop = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    ann = _unit(rng.normal(size=16))
+    with Gallery(tmp_path / "g.sqlite").open(create=True) as g:
+        g.add_templates("ann", [crop], ann[None], "m", ["t"], cohort=cohort)
+        p = g.people()[0]
+        assert p.threshold == pytest.approx(cohort.threshold(ann[None])) and p.cohort_sha256 == cohort.sha256
+        idx = g.index("m", cohort.sha256)
+        assert idx.match(ann).threshold == pytest.approx(p.threshold)
+        with pytest.raises(GalleryError, match="not calibrated against the active cohort.*users reembed"):
+            g.index("m", other.sha256)
+        # A second template recomputes the person's threshold from both.
+        bob = _unit(rng.normal(size=16))
+        g.add_templates("ann", [crop], bob[None], "m", ["t"], cohort=cohort)
+        assert g.people()[0].threshold == pytest.approx(cohort.threshold(np.stack([ann, bob])))
+        assert g.recalibrate(other, "m") == 1
+        assert g.index("m", other.sha256).match(ann).threshold == pytest.approx(
+            other.threshold(np.stack([ann, bob])))
+        g.recalibrate(None, "m")                     # no cohort: the global threshold alone
+        assert g.people()[0].threshold is None and g.index("m").match(ann).threshold == float("-inf")
+
+
+def test_a_version_1_gallery_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "g.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE persons (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+        CREATE TABLE templates (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES persons(id)
+            ON DELETE CASCADE, crop BLOB NOT NULL, embedding BLOB NOT NULL, dim INTEGER NOT NULL,
+            model_sha256 TEXT NOT NULL, source TEXT NOT NULL, created REAL NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1'), ('kind', 'doorface-gallery');
+        INSERT INTO persons VALUES (1, 'ann', 0);""")
+    db.commit()
+    db.close()
+    with Gallery(path) as g:
+        assert g.people()[0].name == "ann" and g.people()[0].threshold is None
+        assert g.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        # Not calibrated against the shipped cohort yet: the door refuses until `users reembed`.
+        with pytest.raises(GalleryError, match="users reembed"):
+            g.index("m", "some-cohort")
+
+
+def _faces_folder(folder, samples, capture, n):
+    """``n`` door-camera captures of the sample photos (new pose, light, noise each): a small stand-in cohort."""
+    from conftest import write_rgb
+
+    folder.mkdir(parents=True)
+    names = sorted(p.name for p in samples.glob("*.jpg") if "obama" not in p.name)
+    for i in range(n):
+        write_rgb(folder / f"{i:03d}.jpg", capture(names[i % len(names)], seed=i))
+    return folder
+
+
+def test_cohort_build_show_reset_recalibrate_everyone(tmp_path, samples, capture, shipped_model, detector_path,
+                                                      capsys):
+    from edge import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
+                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
+    args = ["--config", str(cfg)]
+    shipped = co.shipped_path(shipped_model)
+    if not shipped.exists():
+        pytest.skip(f"{shipped} missing: run `python -m convert.cohort --model {shipped_model}`")
+    assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "obama: door threshold" in out and "own " in out
+
+    def own():
+        with Gallery(tmp_path / "state" / "gallery.sqlite") as g:
+            p = g.people()[0]
+            return p.threshold, p.cohort_sha256
+
+    first = own()
+    assert first[1] == co.load(shipped).sha256
+    folder = _faces_folder(tmp_path / "faces", samples, capture, co.MIN_COHORT + 4)
+    (folder / "notes.txt").write_text("not an image")
+    assert cli.main(["cohort", "build", "--images", str(folder), "--source", "test captures", *args]) == 0
+    out = capsys.readouterr().out
+    assert f"cohort: {co.MIN_COHORT + 4} faces" in out and "recalibrated 1 people" in out
+    built = co.load(tmp_path / "state" / co.FILENAME)
+    assert built.meta["source"] == "test captures" and built.meta["genuine_quantiles"]
+    assert own()[1] == built.sha256 and own()[0] != first[0]
+    assert cli.main(["cohort", "show", *args]) == 0
+    assert "this door" in capsys.readouterr().out
+    assert cli.main(["users", "list", *args]) == 0
+    assert f"own {own()[0]:.3f}" in capsys.readouterr().out
+    # The door reads the active cohort; identify reports the threshold it applied.
+    assert cli.main(["identify", str(samples / "obama2.jpg"), *args]) == 0
+    import json
+
+    res = json.loads(capsys.readouterr().out)
+    assert res["faces"][0]["best"] == "obama"
+    assert res["faces"][0]["person_threshold"] == pytest.approx(max(res["threshold"], own()[0]), abs=1e-4)
+    assert cli.main(["cohort", "reset", *args]) == 0
+    assert "recalibrated 1 people" in capsys.readouterr().out
+    assert own()[1] == first[1] and own()[0] == pytest.approx(first[0])
+    assert not (tmp_path / "state" / co.FILENAME).exists()
+    # Too few faces: refused, nothing changes.
+    small = _faces_folder(tmp_path / "few", samples, capture, 3)
+    assert cli.main(["cohort", "build", "--images", str(small), *args]) == 1
+    assert "a cohort needs at least" in capsys.readouterr().err
+    assert own()[1] == first[1]
+
+
+def test_the_daemon_refuses_a_gallery_calibrated_against_another_cohort(tmp_path, samples, shipped_model,
+                                                                        detector_path, capsys):
+    from edge import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
+                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
+    args = ["--config", str(cfg)]
+    if not co.shipped_path(shipped_model).exists():
+        pytest.skip("no shipped cohort for the test model")
+    assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
+    # Someone drops another cohort into the state dir by hand (not through `cohort build`): nobody was
+    # recalibrated against it, so the door does not start (locked) and says what to run.
+    from edge.embedder import Embedder
+
+    sha = Embedder(str(shipped_model)).load().sha256
+    rng = np.random.default_rng(3)
+    co.save(tmp_path / "state" / co.FILENAME, _unit(rng.normal(size=(100, 128))), {"model_sha256": sha})
+    capsys.readouterr()
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.jpg"), cv2.imread(str(samples / "obama2.jpg")))
+    assert cli.main(["run", "--source", str(frames), "--relay", "mock", "--timeline", *args]) == 1
+    captured = capsys.readouterr()
+    assert "users reembed" in captured.err
+    assert "UNLOCKED" not in captured.out
+    assert cli.main(["users", "reembed", *args]) == 0
+    assert cli.main(["check", *args]) in (0, 1)
+    assert "cohort    OK per-person thresholds" in capsys.readouterr().out
