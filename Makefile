@@ -17,7 +17,7 @@ RUN     ?= runs/stage4
 MODEL   ?= models/doorface-int8.tflite
 
 .PHONY: install install-edge models samples demo test test-all train train-quick eval convert bench bench-model \
-        bench-fair bench-liveness convert-dlib convert-liveness \
+        bench-fair bench-liveness convert-dlib convert-liveness cohorts \
         compare-losses install-service uninstall-service clean
 
 install: $(STAMP) $(DETECTOR)
@@ -83,6 +83,11 @@ train-quick: install
 # the door's operating point chosen with `python -m bench.operating --folds 3,4,5` (models/README.md).
 $(DLIB150): $(CACHE)
 	$(VPY) -m train.chips realign $(LFW) --cache $(CACHE) --template dlib150 --out $(DLIB150)
+
+# The stranger cohorts shipped beside the two models (per-person thresholds; LFW people outside folds 1-2).
+cohorts: install
+	$(VPY) -m convert.cohort --model models/doorface-dlib-int8.tflite --lfw $(LFW) --pairs $(PAIRS)
+	$(VPY) -m convert.cohort --model models/doorface-int8.tflite --lfw $(LFW) --pairs $(PAIRS)
 
 convert-dlib: install $(DLIB150)
 	$(VPY) -m convert.dlib --out runs/dlib/model.keras --parity-images $(LFW) --parity-count 200

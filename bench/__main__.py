@@ -303,6 +303,7 @@ def main(argv=None) -> int:
 
 def accuracy(args, models: dict, dlib) -> dict:
     from bench import accuracy as A
+    from edge import cohort
     from edge.config import defaults
     from edge.sidecar import operating_point, read_sidecar
     from train.data import fold_pairs, parse_folds
@@ -319,8 +320,16 @@ def accuracy(args, models: dict, dlib) -> dict:
         reports[name] = rep
         thr, margin, far = operating_point(read_sidecar(model), defaults()["match"])
         o = A.open_set_runs(sim, persons, thr, margin=margin)
-        o["rule"] = f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}: the model's default"
+        o["rule"] = f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}: the global threshold alone"
         opens[name] = o
+        shipped = cohort.shipped_path(model)
+        if shipped.exists():    # the door's default: each person's own threshold too (edge.cohort)
+            c = cohort.load(shipped)
+            e = A.l2_normalise(emb)
+            o = A.open_set_runs(sim, persons, thr, margin=margin, own=lambda idx, c=c, e=e: c.threshold(e[idx]))
+            o["rule"] = (f"the door's default: as above, and each person's own threshold against the shipped cohort "
+                         f"({c.meta['count']} LFW faces outside these folds; FAR {c.far:g})")
+            opens[f"{name} + cohort"] = o
     if dlib:
         emb, ok = A.embed_dlib(images, progress=progress("face_recognition"))
         sim = A.similarity(emb, ok, "euclidean")

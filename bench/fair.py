@@ -247,7 +247,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cohort-per", type=int, default=200, help="photos per group for the balanced cohort")
     ap.add_argument("--enrolled", type=int, default=20)
     ap.add_argument("--strangers", type=int, default=380)
-    ap.add_argument("--splits", type=int, default=5)
+    ap.add_argument("--splits", type=int, default=20)
     ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
     ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
     ap.add_argument("--folds", default="1,2", help="LFW folds of the open-set column (outside the shipped cohort)")

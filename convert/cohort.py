@@ -97,7 +97,7 @@ def main(argv=None) -> int:
             "genuine_quantiles": genuine_quantiles(emb, persons),
             "genuine_source": "every same-person pair of the cohort's images (cosine), quantiles 0..1 in 101 steps"}
     out = Path(args.out) if args.out else co.shipped_path(args.model)
-    c = co.save(out, emb, meta)
+    c = co.save(out, emb, meta, mode=0o644)
     print(f"{c.path}: {len(emb)} faces of {meta['identities']} people ({meta['skipped']} of {images} images "
           f"without a face), {out.stat().st_size / 1e6:.2f} MB")
     return 0

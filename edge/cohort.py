@@ -89,8 +89,9 @@ def digest(embeddings: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(embeddings, "<f2").tobytes()).hexdigest()
 
 
-def save(path, embeddings: np.ndarray, meta: dict) -> Cohort:
-    """Write a cohort (embeddings normalised and stored as float16), atomically, mode 0600."""
+def save(path, embeddings: np.ndarray, meta: dict, mode: int = 0o600) -> Cohort:
+    """Write a cohort (embeddings normalised and stored as float16), atomically; mode 0600 (a door's own cohort
+    lives with its biometric data), 0644 for the one shipped beside a model."""
     e = np.asarray(embeddings, np.float32)
     if e.ndim != 2 or len(e) < MIN_COHORT:
         raise CohortError(f"a cohort needs at least {MIN_COHORT} faces, got {len(e)}")
@@ -101,7 +102,7 @@ def save(path, embeddings: np.ndarray, meta: dict) -> Cohort:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, embeddings=e, meta=np.array(json.dumps(meta, sort_keys=True)))
-    os.chmod(tmp, 0o600)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
     return Cohort(e.astype(np.float32), meta, path)
 

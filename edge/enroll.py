@@ -128,8 +128,9 @@ def threshold_lines(person, threshold: float, cohort) -> List[str]:
     if accept is not None and accept < STRICT_ACCEPT:
         lines.append(f"warning: {person.name}'s threshold is strict: about {100 * accept:.0f}% of single photos of a "
                      "person reach it, so they may have to stand in front of the door longer. Enroll more or "
-                     "better photos (good light, looking at the camera, several angles); if {0}'s own photos are "
-                     "in the cohort, take them out".format(person.name))
+                     "better photos (good light, looking at the camera, several angles)"
+                     + ("; if this door's cohort holds photos of them, take those out and build it again"
+                        if cohort.meta.get("built_by") == "doorface cohort build" else ""))
     return lines
 
 

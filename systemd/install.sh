@@ -46,6 +46,7 @@ if [ "$STAGED" = 0 ] && [ "$DRY" = 0 ] && [ "$(id -u)" != 0 ]; then
 fi
 for f in models/doorface-dlib-int8.tflite models/doorface-dlib-int8.json models/doorface-int8.tflite \
          models/doorface-int8.json models/doorface-liveness.tflite models/doorface-liveness.json \
+         models/doorface-dlib-int8-cohort.npz models/doorface-int8-cohort.npz \
          models/face_detection_short_range.tflite; do
     [ -f "$REPO/$f" ] || { echo "install.sh: $f missing (run make models)" >&2; exit 1; }
 done
@@ -63,6 +64,7 @@ run mkdir -p "$DESTDIR$PREFIX/models"
 run cp "$REPO/models/doorface-dlib-int8.tflite" "$REPO/models/doorface-dlib-int8.json" \
        "$REPO/models/doorface-int8.tflite" "$REPO/models/doorface-int8.json" \
        "$REPO/models/doorface-liveness.tflite" "$REPO/models/doorface-liveness.json" \
+       "$REPO/models/doorface-dlib-int8-cohort.npz" "$REPO/models/doorface-int8-cohort.npz" \
        "$REPO/models/face_detection_short_range.tflite" "$DESTDIR$PREFIX/models/"
 run cp "$REPO/README.md" "$DESTDIR$PREFIX/README.md"
 SITE=""

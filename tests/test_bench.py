@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from bench import accuracy as A
 
