@@ -69,7 +69,9 @@ def test_fair_group_rates_count_comparisons_and_the_rule():
     # 3 strangers x 2 enrolled people; stranger 0 looks like person 0 (0.9), stranger 1 a little (0.6).
     s = np.array([[0.9, 0.1], [0.6, 0.1], [0.1, 0.1]])
     r = group_rates(s, threshold=0.5, margin=0.0)
-    assert r == {"comparisons": 6, "false_accepts": 2, "stranger_probes": 3, "strangers_let_in": 2}
+    assert r == {"comparisons": 6, "false_accepts": 2, "near_same": 0, "stranger_probes": 3, "strangers_let_in": 2}
+    # A pair marked as probably one person is still a false accept, and is also counted apart.
+    assert group_rates(s, 0.5, 0.0, near_same=s > 0.8)["near_same"] == 1
     assert group_rates(s, threshold=0.5, margin=0.55)["strangers_let_in"] == 1      # the margin rule
     # Person 0's own threshold (0.95) is stricter than the global one: nobody gets in as them any more; an own
     # threshold below the global one changes nothing (never looser).
@@ -77,6 +79,7 @@ def test_fair_group_rates_count_comparisons_and_the_rule():
     assert group_rates(s, 0.5, 0.0, own=np.array([0.2, 0.2])) == r
     t = summed([r, r])
     assert t["comparisons"] == 12 and t["far"] == pytest.approx(2 / 6) and t["let_in_rate"] == pytest.approx(2 / 3)
+    assert t["far_without_near_same"] == t["far"]
     # Splits: cohort, enrolled and strangers are disjoint within a group, and every split draws afresh.
     sp = splits_of({"a": 30, "b": 25}, cohort_per=10, enrolled=3, strangers=12, splits=2)
     for one in sp:
