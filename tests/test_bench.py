@@ -134,3 +134,13 @@ def test_liveness_metrics_follow_iso_30107_3():
     assert roc_auc([1, 0], [0.5, 0.5]) == 0.5
     # BPCER 10% of 4 live faces: no live face may be rejected, so the threshold is the lowest live score (0.4).
     assert m["threshold_at_bpcer_10"] == 0.4 and m["apcer_at_bpcer_10"] == 0.25
+
+
+def test_calibration_per_person_far_counts_only_strangers():
+    from bench.calibration import per_person_far
+
+    # 3 photos x 2 people; photo 0 is person 0's, photos 1-2 are person 1's.
+    sim = np.array([[1.0, 0.7], [0.8, 1.0], [0.2, 0.9]])
+    stranger = np.array([[False, True], [True, False], [True, False]])
+    f = per_person_far(sim, stranger, np.array([0.75, 0.75]))
+    assert f.tolist() == [0.5, 0.0]      # person 0: one of two strangers reaches 0.75; person 1: none of one
