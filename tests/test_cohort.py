@@ -218,3 +218,37 @@ def test_the_daemon_refuses_a_gallery_calibrated_against_another_cohort(tmp_path
     assert cli.main(["users", "reembed", *args]) == 0
     assert cli.main(["check", *args]) in (0, 1)
     assert "cohort    OK per-person thresholds" in capsys.readouterr().out
+
+
+def test_enrollment_warns_when_a_persons_threshold_is_strict():
+    from edge.enroll import threshold_lines
+    from edge.gallery import Person
+
+    cohort = co.Cohort(np.zeros((1, 4), np.float32),
+                       {"genuine_quantiles": list(np.linspace(0.90, 1.0, 101)), "embeddings_sha256": "x"})
+    easy = threshold_lines(Person("ann", 1, 0.0, 0.93, "x"), 0.95, cohort)
+    assert easy == ["ann: door threshold 0.950 (global; own 0.930, global 0.950)"]
+    strict = threshold_lines(Person("bob", 1, 0.0, 0.97, "x"), 0.95, cohort)
+    assert strict[0].startswith("bob: door threshold 0.970 (own, from the cohort")
+    assert "about 30% of single photos" in strict[1] and "more or better photos" in strict[1]
+    assert "take those out" not in strict[1]           # only said of a cohort this door built itself
+    built = co.Cohort(cohort.embeddings, {**cohort.meta, "built_by": "doorface cohort build"})
+    assert "take those out" in threshold_lines(Person("bob", 1, 0.0, 0.97, "x"), 0.95, built)[1]
+    assert threshold_lines(Person("cy", 1, 0.0), 0.95, None) == [
+        "cy: door threshold 0.950 (global; no per-person calibration)"]
+
+
+def test_calibration_off_is_said_and_drops_own_thresholds(tmp_path, samples, shipped_model, detector_path, capsys):
+    from edge import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
+                   f'[match]\ncalibration = "off"\n'
+                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
+    args = ["--config", str(cfg)]
+    assert cli.main(["config", "--validate", *args]) == 0
+    assert "per-person thresholds OFF" in capsys.readouterr().out
+    assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
+    assert "no per-person calibration" in capsys.readouterr().out
+    with Gallery(tmp_path / "state" / "gallery.sqlite") as g:
+        assert g.people()[0].threshold is None
