@@ -200,7 +200,9 @@ def door_level(rows, model_path: str, liveness: bool, work: Path) -> dict:
             f = faces[0] if faces else None
             why = ("no face" if f is None else "spoof" if f["reason"] == "spoof"
                    else "another subject best" if f["best"] != f"s{subject}"
-                   else "below threshold" if f["score"] < r["threshold"] else "margin")
+                   else "below threshold" if f["score"] < r["threshold"]
+                   else "below own threshold" if f["score"] < f.get("person_threshold", r["threshold"])
+                   else "margin")
             res["live_misses"][why] = res["live_misses"].get(why, 0) + 1
         if faces and label == 1 and faces[0]["reason"] == "spoof":
             res["live_spoof_denied"] += 1
