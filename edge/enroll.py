@@ -127,8 +127,9 @@ def threshold_lines(person, threshold: float, cohort) -> List[str]:
     accept = estimated_accept(used, cohort.meta) if cohort is not None else None
     if accept is not None and accept < STRICT_ACCEPT:
         lines.append(f"warning: {person.name}'s threshold is strict: about {100 * accept:.0f}% of single photos of a "
-                     "person reach it, so they may have to stand in front of the door longer. Enroll more or "
-                     "better photos (good light, looking at the camera, several angles)"
+                     "person reach it, so they may have to stand in front of the door longer. Enroll better "
+                     "photos (good light, looking at the camera, taken as the door camera will see them, on "
+                     "different days); more near-identical photos do not help: the threshold guards all of them"
                      + ("; if this door's cohort holds photos of them, take those out and build it again"
                         if cohort.meta.get("built_by") == "doorface cohort build" else ""))
     return lines

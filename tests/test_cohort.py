@@ -230,7 +230,7 @@ def test_enrollment_warns_when_a_persons_threshold_is_strict():
     assert easy == ["ann: door threshold 0.950 (global; own 0.930, global 0.950)"]
     strict = threshold_lines(Person("bob", 1, 0.0, 0.97, "x"), 0.95, cohort)
     assert strict[0].startswith("bob: door threshold 0.970 (own, from the cohort")
-    assert "about 30% of single photos" in strict[1] and "more or better photos" in strict[1]
+    assert "about 30% of single photos" in strict[1] and "Enroll better photos" in strict[1]
     assert "take those out" not in strict[1]           # only said of a cohort this door built itself
     built = co.Cohort(cohort.embeddings, {**cohort.meta, "built_by": "doorface cohort build"})
     assert "take those out" in threshold_lines(Person("bob", 1, 0.0, 0.97, "x"), 0.95, built)[1]
