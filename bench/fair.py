@@ -153,7 +153,8 @@ def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
         worst, best = max(rates), min(rates)
         clean = [v["far_without_near_same"] for v in per.values()]
         out[name] = {"worst_best_without_near_same": max(clean) / min(clean) if min(clean) > 0 else
-                     (float("inf") if max(clean) > 0 else 1.0),"rule": r["rule"], "threshold": r["threshold"], "margin": r["margin"], "groups": per,
+                     (float("inf") if max(clean) > 0 else 1.0),
+                     "rule": r["rule"], "threshold": r["threshold"], "margin": r["margin"], "groups": per,
                      "lfw_open_set": r.get("lfw"),
                      "worst_best_ratio": (worst / best) if best > 0 else (float("inf") if worst > 0 else 1.0)}
     return out

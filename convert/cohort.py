@@ -88,8 +88,9 @@ def main(argv=None) -> int:
     emb, persons, images, embedder = embed_lfw(args.lfw, args.model, args.detector, exclude,
                                                progress=lambda total: tqdm(total=total, desc="cohort"))
     emb = l2_normalise(emb)
-    meta = {"name": f"LFW (people outside pairs-dev folds {args.exclude_folds})", "source": SOURCE, "licence": "LFW is a research data set without a licence file; these are derived "
-                                         "embeddings of its public-figure photos, no images",
+    meta = {"name": f"LFW (people outside pairs-dev folds {args.exclude_folds})", "source": SOURCE,
+            "licence": "LFW is a research data set without a licence file; these are derived embeddings of its "
+                       "public-figure photos, no images",
             "identities": int(len(np.unique(persons))), "images": images, "skipped": images - len(emb),
             "excluded": f"people of pairs-dev.txt folds {args.exclude_folds}",
             "model_sha256": embedder.sha256, "model_file": Path(args.model).name,

@@ -97,7 +97,8 @@ class DecisionPolicy:
     _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
 
     def passes(self, o: Observation) -> bool:
-        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live, o.person_threshold)
+        return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live,
+                      o.person_threshold)
 
     def locked_out(self, t: float) -> bool:
         return t < self._lockout_until

@@ -252,3 +252,22 @@ def test_calibration_off_is_said_and_drops_own_thresholds(tmp_path, samples, shi
     assert "no per-person calibration" in capsys.readouterr().out
     with Gallery(tmp_path / "state" / "gallery.sqlite") as g:
         assert g.people()[0].threshold is None
+
+
+def test_shipped_cohort_records_genuine_quantiles_of_same_person_pairs():
+    from convert.cohort import genuine_quantiles
+
+    e = _unit(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.95, 0.1], [0, 0, 1]], np.float32))
+    q = genuine_quantiles(e, np.array(["a", "a", "b", "b", "c"]), n=3)
+    same = sorted([float(e[0] @ e[1]), float(e[2] @ e[3])])          # c has one photo: no pair
+    assert q[0] == pytest.approx(same[0], abs=1e-5) and q[-1] == pytest.approx(same[1], abs=1e-5)
+
+
+def test_the_shipped_cohorts_belong_to_their_models(each_model):
+    from edge.sidecar import read_sidecar
+
+    path = co.shipped_path(each_model)
+    if not path.exists():
+        pytest.skip(f"{path} missing")
+    c = co.load(path, read_sidecar(each_model)["sha256"])      # digest and model sha256 verified
+    assert c.meta["count"] > 4000 and c.meta["genuine_quantiles"] and "Labeled Faces in the Wild" in c.meta["source"]
