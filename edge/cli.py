@@ -273,41 +273,28 @@ def cmd_cohort(args) -> int:
         root = Path(args.images)
         if not root.is_dir():
             raise DoorfaceError(f"no such folder: {root}")
-        from edge.camera import IMAGE_EXTS
-        from edge.enroll import read_rgb
-        from edge.faces import largest
-
-        files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
-        embs, skipped = [], 0
-        for f in _progress("cohort")(files):
-            try:
-                rgb = read_rgb(f)
-            except DoorfaceError:
-                skipped += 1
-                continue
-            faces = analyzer.faces(rgb)
-            if not faces:
-                skipped += 1
-                continue
-            embs.append(analyzer.describe(rgb, largest(faces), gate=False).embedding)
+        embs, files, skipped = co.embed_folder(root, analyzer, _progress("cohort"))
         if len(embs) < co.MIN_COHORT:
-            raise DoorfaceError(f"{len(embs)} faces found in {len(files)} images under {root}: a cohort needs at "
+            raise DoorfaceError(f"{len(embs)} faces found in {files} images under {root}: a cohort needs at "
                                 f"least {co.MIN_COHORT} (a few hundred of people like those at this door is better)")
-        meta = {"source": args.source or str(root.resolve()), "images": len(files), "skipped": skipped,
+        meta = {"source": args.source or str(root.resolve()), "images": files, "skipped": skipped,
                 "model_sha256": emb.sha256, "model_file": Path(emb.model_path).name,
                 "built_by": "doorface cohort build"}
         if base.get("genuine_quantiles"):
             meta["genuine_quantiles"] = base["genuine_quantiles"]
             meta["genuine_source"] = base.get("genuine_source", "")
+        from edge.sidecar import operating_point
+
+        thr = operating_point(emb.meta, cfg["match"])[0]
         with g:
             index = g.index(emb.sha256)
-            enrolled = [m.identity for m in map(index.match, embs) if m.identity is not None and m.score >= 0.99]
+            enrolled = [m.identity for m in map(index.match, embs) if m.identity is not None and m.score >= thr]
             cohort = co.save(state / co.FILENAME, np.stack(embs), meta)
             n = g.recalibrate(cohort, emb.sha256) if cfg["match"]["calibration"] != "off" else 0
-            print(f"cohort: {len(embs)} faces from {len(files)} images under {root} ({skipped} without a face) "
+            print(f"cohort: {len(embs)} faces from {files} images under {root} ({skipped} without a face) "
                   f"-> {cohort.path}; recalibrated {n} people")
             if enrolled:
-                print(f"warning: {len(enrolled)} cohort faces are photos of enrolled people "
+                print(f"warning: {len(enrolled)} cohort faces match enrolled people "
                       f"({', '.join(sorted(set(enrolled))[:3])}): take them out of the folder and build again "
                       "(a person's own photos in the cohort make their threshold needlessly strict)")
             _recalibrated(cfg, g, cohort)

@@ -144,6 +144,30 @@ def active(state_dir, model_path, model_sha256: str) -> Optional[Cohort]:
     return load(shipped, model_sha256) if shipped.exists() else None
 
 
+def embed_folder(root, analyzer, progress=None):
+    """``(embeddings, images, skipped)``: the largest face of every image under ``root`` (recursively), through the
+    door's own pipeline (``analyzer``: detection, alignment, embedding; no quality gate, as strangers come)."""
+    from edge.camera import IMAGE_EXTS
+    from edge.enroll import read_rgb
+    from edge.errors import DoorfaceError
+    from edge.faces import largest
+
+    files = sorted(f for f in Path(root).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    embs, skipped = [], 0
+    for f in (progress(files) if progress else files):
+        try:
+            rgb = read_rgb(f)
+        except DoorfaceError:
+            skipped += 1
+            continue
+        faces = analyzer.faces(rgb)
+        if not faces:
+            skipped += 1
+            continue
+        embs.append(analyzer.describe(rgb, largest(faces), gate=False).embedding)
+    return embs, len(files), skipped
+
+
 def estimated_accept(threshold: float, meta: dict) -> Optional[float]:
     """Share of genuine single-photo scores at or above ``threshold``, from the genuine-score quantiles the
     shipped cohort records for its model (None when it records none)."""

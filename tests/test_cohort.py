@@ -182,6 +182,15 @@ def test_cohort_build_show_reset_recalibrate_everyone(tmp_path, samples, capture
     assert "recalibrated 1 people" in capsys.readouterr().out
     assert own()[1] == first[1] and own()[0] == pytest.approx(first[0])
     assert not (tmp_path / "state" / co.FILENAME).exists()
+    # Photos of an enrolled person in the cohort folder are pointed out (they would make that person's threshold
+    # needlessly strict).
+    from conftest import write_rgb
+
+    write_rgb(folder / "obama-again.jpg", capture("obama.jpg", seed=99))
+    assert cli.main(["cohort", "build", "--images", str(folder), *args]) == 0
+    assert "warning: 1 cohort faces match enrolled people (obama)" in capsys.readouterr().out
+    assert cli.main(["cohort", "reset", *args]) == 0
+    capsys.readouterr()
     # Too few faces: refused, nothing changes.
     small = _faces_folder(tmp_path / "few", samples, capture, 3)
     assert cli.main(["cohort", "build", "--images", str(small), *args]) == 1
