@@ -289,8 +289,14 @@ def cmd_cohort(args) -> int:
         with g:
             index = g.index(emb.sha256)
             enrolled = [m.identity for m in map(index.match, embs) if m.identity is not None and m.score >= thr]
-            cohort = co.save(state / co.FILENAME, np.stack(embs), meta)
-            n = g.recalibrate(cohort, emb.sha256) if cfg["match"]["calibration"] != "off" else 0
+            cohort = co.make(np.stack(embs), meta)
+            target = state / co.FILENAME
+            if cfg["match"]["calibration"] == "off":
+                co.write(cohort, target)
+                n = 0
+            else:   # the file is written last inside the gallery's transaction: if it fails, nothing changed
+                n = g.recalibrate(cohort, emb.sha256, then=lambda: co.write(cohort, target))
+            cohort = co.load(target, emb.sha256)
             print(f"cohort: {len(embs)} faces from {files} images under {root} ({skipped} without a face) "
                   f"-> {cohort.path}; recalibrated {n} people")
             if enrolled:

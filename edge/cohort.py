@@ -89,9 +89,8 @@ def digest(embeddings: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(embeddings, "<f2").tobytes()).hexdigest()
 
 
-def save(path, embeddings: np.ndarray, meta: dict, mode: int = 0o600) -> Cohort:
-    """Write a cohort (embeddings normalised and stored as float16), atomically; mode 0600 (a door's own cohort
-    lives with its biometric data), 0644 for the one shipped beside a model."""
+def make(embeddings: np.ndarray, meta: dict) -> Cohort:
+    """A cohort in memory (embeddings normalised, rounded to float16 as stored, digest computed); not yet written."""
     e = np.asarray(embeddings, np.float32)
     if e.ndim != 2 or len(e) < MIN_COHORT:
         raise CohortError(f"a cohort needs at least {MIN_COHORT} faces, got {len(e)}")
@@ -99,12 +98,23 @@ def save(path, embeddings: np.ndarray, meta: dict, mode: int = 0o600) -> Cohort:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "count": int(len(e)), "dim": int(e.shape[1]),
             "k": TAIL_K, "far": TARGET_FAR, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             **meta, "embeddings_sha256": digest(e)}
+    return Cohort(e.astype(np.float32), meta)
+
+
+def write(cohort: Cohort, path, mode: int = 0o600) -> Cohort:
+    """Write ``cohort`` atomically; mode 0600 (a door's own cohort lives with its biometric data), 0644 for the one
+    shipped beside a model."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, embeddings=e, meta=np.array(json.dumps(meta, sort_keys=True)))
+    np.savez(tmp, embeddings=cohort.embeddings.astype("<f2"), meta=np.array(json.dumps(cohort.meta, sort_keys=True)))
     os.chmod(tmp, mode)
     os.replace(tmp, path)
-    return Cohort(e.astype(np.float32), meta, path)
+    return Cohort(cohort.embeddings, cohort.meta, path)
+
+
+def save(path, embeddings: np.ndarray, meta: dict, mode: int = 0o600) -> Cohort:
+    """:func:`make` then :func:`write`."""
+    return write(make(embeddings, meta), path, mode)
 
 
 def load(path, model_sha256: Optional[str] = None) -> Cohort:

@@ -175,11 +175,15 @@ class Gallery:
             self._calibrate(cohort, model_sha256, only=pid)
         return len(crops)
 
-    def recalibrate(self, cohort, model_sha256: str) -> int:
+    def recalibrate(self, cohort, model_sha256: str, then=None) -> int:
         """Recompute every person's threshold against ``cohort`` (None: clear them; the global threshold alone
-        decides), in one transaction. Returns the number of people."""
+        decides), in one transaction; ``then()`` runs last inside it (writing the cohort file: if that fails,
+        nobody is recalibrated). Returns the number of people."""
         with _tx(self.db):
-            return self._calibrate(cohort, model_sha256)
+            n = self._calibrate(cohort, model_sha256)
+            if then is not None:
+                then()
+            return n
 
     def _calibrate(self, cohort, model_sha256: str, only: Optional[int] = None) -> int:
         ids = [r[0] for r in self.db.execute("SELECT id FROM persons" + (" WHERE id=?" if only else ""),

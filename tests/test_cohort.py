@@ -101,6 +101,13 @@ def test_gallery_stores_thresholds_and_refuses_a_stale_calibration(tmp_path):
         assert g.recalibrate(other, "m") == 1
         assert g.index("m", other.sha256).match(ann).threshold == pytest.approx(
             other.threshold(np.stack([ann, bob])))
+        before = g.people()[0].threshold
+
+        def fail():
+            raise OSError("disk full")
+        with pytest.raises(OSError):                 # the cohort file could not be written: nothing changes
+            g.recalibrate(cohort, "m", then=fail)
+        assert g.people()[0].threshold == before
         g.recalibrate(None, "m")                     # no cohort: the global threshold alone
         assert g.people()[0].threshold is None and g.index("m").match(ann).threshold == float("-inf")
 
