@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.accuracy import similarity
 from edge.embedder import l2_normalise
 
 GROUPS = ("white", "black", "asian", "indian")
@@ -124,14 +125,6 @@ def summed(parts: list) -> dict:
     return t
 
 
-def similarity(e: np.ndarray, metric: str) -> np.ndarray:
-    if metric == "cosine":
-        e = l2_normalise(e)
-        return e @ e.T
-    sq = (e ** 2).sum(1)
-    return -np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * e @ e.T, 0))
-
-
 def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
     """``embs``: engine -> group -> (embeddings, found); ``rules``: name -> dict(engine, metric, threshold, margin,
     rule text, own: None or fn(split index, group, enrolled embeddings) -> own thresholds); ``near_same``: group ->
@@ -141,7 +134,7 @@ def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
         per = {}
         for g in splits[0]:
             e, ok = embs[r["engine"]][g]
-            sim = similarity(e, r["metric"])
+            sim = similarity(e, ok, r["metric"])     # photos without a face are never indexed below
             parts = []
             for k, sp in enumerate(splits):
                 _, gal, probe = (idx[ok[idx]] for idx in sp[g])      # photos without a face are left out
@@ -224,6 +217,8 @@ def plot(res: dict, path: Path) -> None:
 def build_balanced(chips: dict, split: dict, model: str, detector: str, workdir: Path):
     """The balanced cohort of one split, built the way an installer would: the split's cohort photos written to a
     folder (deleted afterwards) and `doorface cohort build --images` on it, in a scratch state dir."""
+    import contextlib
+    import io
     import shutil
 
     import cv2
@@ -239,9 +234,6 @@ def build_balanced(chips: dict, split: dict, model: str, detector: str, workdir:
             cv2.imwrite(str(src / g / chips[g][i][0]), cv2.cvtColor(chips[g][i][1], cv2.COLOR_RGB2BGR))
     empty = workdir / "empty.toml"
     empty.write_text("")
-    import contextlib
-    import io
-
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = cli.main(["cohort", "build", "--images", str(src), "--source", "utkface-dev, one half (bench only)",
                          "--config", str(empty), "--state-dir", str(state), "--model", model])
