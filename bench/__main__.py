@@ -312,7 +312,7 @@ def accuracy(args, models: dict, dlib) -> dict:
     from bench import accuracy as A
     from edge import cohort
     from edge.config import defaults
-    from edge.sidecar import operating_point, read_sidecar
+    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
     from train.data import fold_pairs, parse_folds
 
     pairs, people = fold_pairs(args.pairs, args.folds)
@@ -325,17 +325,23 @@ def accuracy(args, models: dict, dlib) -> dict:
         rep = A.pairs_report(sim, keys, persons, pairs)
         rep["faces_found"] = int(ok.sum())
         reports[name] = rep
-        thr, margin, far = operating_point(read_sidecar(model), defaults()["match"])
+        meta, match = read_sidecar(model), defaults()["match"]
+        thr, margin, far = operating_point(meta, match)
         o = A.open_set_runs(sim, persons, thr, margin=margin)
-        o["rule"] = f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}: the global threshold alone"
+        o["rule"] = (f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g} over the second person: the global "
+                     "threshold alone (calibration off)")
         opens[name] = o
         shipped = cohort.shipped_path(model)
         if shipped.exists():    # the door's default: each person's own threshold too (edge.cohort)
             c = cohort.load(shipped)
             e = A.l2_normalise(emb)
-            o = A.open_set_runs(sim, persons, thr, margin=margin, own=lambda idx, c=c, e=e: c.threshold(e[idx]))
+            k = stranger_neighbours(meta, match)
+            crowd = cohort.crowding(e, c.embeddings, k) if k else None
+            o = A.open_set_runs(sim, persons, thr, margin=margin, own=lambda idx, c=c, e=e: c.threshold(e[idx]),
+                                crowd=crowd)
             o["rule"] = (f"the door's default: as above, and each person's own threshold against the shipped cohort "
-                         f"({c.meta['count']} LFW faces outside these folds; FAR {c.far:g})")
+                         f"({c.meta['count']} LFW faces outside these folds; FAR {c.far:g})"
+                         + (f", the margin also over the face's {k} closest strangers in it" if k else ""))
             opens[f"{name} + cohort"] = o
     if dlib:
         emb, ok = A.embed_dlib(images, progress=progress("face_recognition"))

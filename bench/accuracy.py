@@ -96,12 +96,13 @@ def pairs_report(sim, keys, persons, pairs):
     return rep
 
 
-def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None):
+def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None, crowd=None):
     """Enroll half of the people with 2+ images from 1-3 images each; probe with their other images and with
     every image of people never enrolled. A probe is accepted as the enrolled person with the highest score when
     that score reaches ``threshold`` (and beats the second person by ``margin``). ``own(image indices)``, when
     given, is an enrolled person's own threshold (edge.cohort) from their enrolment images; the stricter of the two
-    applies, as at the door."""
+    applies, as at the door. ``crowd`` (one value per image, :func:`edge.cohort.crowding`), when given: the margin
+    is taken over the stranger cohort too, as :class:`edge.matcher.TemplateIndex` does."""
     rng = np.random.default_rng(seed)
     people = sorted(set(persons))
     multi = [p for p in people if (persons == p).sum() >= 2]
@@ -118,12 +119,15 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None):
             probes += [(i, None) for i in idx]
     names = sorted(gallery)
     person_thr = [own(gallery[n]) if own else -np.inf for n in names]
+    at_probes = sim[np.array([i for i, _ in probes])]
+    per_all = np.stack([at_probes[:, gallery[n]].max(axis=1) for n in names], axis=1)   # probe x person
+    order_all = np.argsort(-per_all, axis=1, kind="stable")[:, :2]
     fa = fr = mis = gen = stra = 0
-    for i, truth in probes:
-        per = np.array([max(sim[i, j] for j in gallery[n]) for n in names])
-        order = np.argsort(-per)
+    for (i, truth), per, order in zip(probes, per_all, order_all):
         best, score = names[order[0]], per[order[0]]
         second = per[order[1]] if len(order) > 1 else -np.inf
+        if crowd is not None:
+            second = max(second, crowd[i])
         accept = bool(np.isfinite(score)) and passes(best, score, score - second, threshold, margin, live=True,
                                                      person_threshold=person_thr[order[0]])
         if truth is None:
@@ -141,10 +145,10 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None):
             "margin": margin}
 
 
-def open_set_runs(sim, persons, threshold, margin=0.0, seeds: int = 3, own=None) -> dict:
+def open_set_runs(sim, persons, threshold, margin=0.0, seeds: int = 3, own=None, crowd=None) -> dict:
     """:func:`open_set` over ``seeds`` random enrolments, counts summed (one enrolment of a few hundred people lets a
     handful of strangers in, too few to compare rules on)."""
-    runs = [open_set(sim, persons, threshold, margin, seed, own) for seed in range(seeds)]
+    runs = [open_set(sim, persons, threshold, margin, seed, own, crowd) for seed in range(seeds)]
     tot = {k: sum(r[k] for r in runs) for k in ("genuine_probes", "stranger_probes", "strangers_accepted")}
     fr = sum(r["false_reject_rate"] * r["genuine_probes"] for r in runs)
     mis = sum(r["misidentified_rate"] * r["genuine_probes"] for r in runs)

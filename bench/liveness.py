@@ -218,7 +218,9 @@ def door_level(rows, model_path: str, liveness: bool, work: Path, enroll_frames:
                    else "another subject best" if f["best"] != f"s{subject}"
                    else "below threshold" if f["score"] < r["threshold"]
                    else "below own threshold" if f["score"] < f.get("person_threshold", r["threshold"])
-                   else "margin")
+                   else "margin to strangers" if f.get("strangers") is not None
+                   and abs(f["score"] - f["strangers"] - f["margin"]) < 2e-4
+                   else "margin to another subject")
             res["live_misses"][why] = res["live_misses"].get(why, 0) + 1
         if faces and label == 1 and faces[0]["reason"] == "spoof":
             res["live_spoof_denied"] += 1

@@ -141,6 +141,9 @@ def main(argv=None) -> int:
                          "decision.min_margin in the sidecar; choose it with `python -m bench.operating`")
     ap.add_argument("--far-target", choices=["1e-2", "1e-3", "1e-4", "1e-5"],
                     help="the door's default FAR target for this model, recorded as decision.far_target")
+    ap.add_argument("--stranger-neighbours", type=int,
+                    help="how many of a face's closest cohort strangers the margin is also taken over, recorded as "
+                         "decision.stranger_neighbours (edge.cohort.crowding; 0: the second person only)")
     ap.add_argument("--decision-note", default="", help="how --far-target/--min-margin were chosen (recorded)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -296,10 +299,15 @@ def write_model_sidecar(path: Path, quant: str, result: dict, args, ev, template
                    "cosine_to_keras_min": result["cosine_to_keras_min"]},
         **extra,
     }
-    decision = {k: v for k, v in (("far_target", args.far_target), ("min_margin", args.min_margin)) if v is not None}
-    if decision:
-        meta["decision"] = {**decision, "chosen_by": args.decision_note}
-    write_sidecar(path, meta)
+    write_sidecar(path, with_decision(meta, args.far_target, args.min_margin, args.stranger_neighbours,
+                                      args.decision_note))
+
+
+def with_decision(meta: dict, far_target=None, min_margin=None, stranger_neighbours=None, note: str = "") -> dict:
+    """``meta`` with the door's operating point recorded as ``decision`` (only the values given)."""
+    decision = {k: v for k, v in (("far_target", far_target), ("min_margin", min_margin),
+                                  ("stranger_neighbours", stranger_neighbours)) if v is not None}
+    return {**meta, "decision": {**decision, "chosen_by": note}} if decision else meta
 
 
 def _short(far: str) -> str:

@@ -20,7 +20,7 @@ from edge.liveness import LivenessModel
 from edge.matcher import TemplateIndex
 from edge.pipeline import FaceAnalyzer
 from edge.quality import QualityConfig
-from edge.sidecar import operating_point
+from edge.sidecar import operating_point, stranger_neighbours
 
 log = logging.getLogger("doorface")
 
@@ -69,20 +69,27 @@ def load_cohort(cfg, state_dir, embedder) -> Optional[Cohort]:
     return cohort_mod.active(state_dir, embedder.model_path, embedder.sha256)
 
 
-def calibration_line(cfg, cohort: Optional[Cohort]) -> str:
+def calibration_line(cfg, cohort: Optional[Cohort], meta: Optional[dict] = None) -> str:
+    """One line on how the door calibrates: per-person thresholds, and (given the model's sidecar ``meta``) whether
+    every face's margin is also taken over its closest strangers in the cohort."""
     if cfg["match"]["calibration"] == "off":
         return ("per-person thresholds OFF (match.calibration = off): the global threshold alone decides, and "
                 "strangers match some faces more easily than others")
     if cohort is None:
         return "per-person thresholds: none (no cohort for this model): the global threshold alone decides"
-    return (f"per-person thresholds at FAR {cohort.far:g} against {cohort.describe()}, never looser than the "
+    line = (f"per-person thresholds at FAR {cohort.far:g} against {cohort.describe()}, never looser than the "
             "global threshold")
+    k = stranger_neighbours(meta, cfg["match"]) if meta is not None else 0
+    if k:
+        line += f"; each face's margin is also taken over its {k} closest strangers in that cohort"
+    return line
 
 
 def load_index(state_dir: Path, model_sha: str, cohort: Optional[Cohort] = None,
-               calibrated: bool = True) -> TemplateIndex:
+               calibrated: bool = True, stranger_k: int = 0) -> TemplateIndex:
     """The gallery as a :class:`TemplateIndex`. With a ``cohort``, everyone must be calibrated against it (else a
-    :class:`GalleryError` naming `doorface users reembed`); ``calibrated`` False drops the per-person thresholds."""
+    :class:`GalleryError` naming `doorface users reembed`), and with ``stranger_k`` > 0 every face's margin is also
+    taken over its closest cohort strangers; ``calibrated`` False drops the per-person thresholds."""
     path = state_dir / gal.FILENAME
     if not path.exists():
         log.warning("no gallery at %s: nobody is enrolled, the door will not open", path)
@@ -91,4 +98,7 @@ def load_index(state_dir: Path, model_sha: str, cohort: Optional[Cohort] = None,
         idx = g.index(model_sha, cohort.sha256 if cohort is not None else None)
     if not calibrated:
         idx.thresholds = {}
+    if cohort is not None and stranger_k:
+        idx = TemplateIndex(idx.embeddings, [idx.people[i] for i in idx.row_person], idx.thresholds,
+                            cohort.embeddings, stranger_k)
     return idx

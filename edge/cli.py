@@ -378,11 +378,12 @@ def cmd_identify(args) -> int:
     from edge.build import load_cohort
 
     state = Path(cfg["state"]["dir"])
-    analyzer.index = load_index(state, meta["sha256"], load_cohort(cfg, state, analyzer.embedder),
-                                calibrated=cfg["match"]["calibration"] != "off")
     from edge.decision import passes
-    from edge.sidecar import operating_point
+    from edge.sidecar import operating_point, stranger_neighbours
 
+    analyzer.index = load_index(state, meta["sha256"], load_cohort(cfg, state, analyzer.embedder),
+                                calibrated=cfg["match"]["calibration"] != "off",
+                                stranger_k=stranger_neighbours(meta, cfg["match"]))
     thr, margin, _ = operating_point(meta, cfg["match"])
     if analyzer.liveness is None:
         from edge.build import LIVENESS_OFF
@@ -407,6 +408,7 @@ def cmd_identify(args) -> int:
             faces.append({"box": [round(v, 1) for v in f.box], "identity": m.identity if ok else None,
                           "best": m.identity, "score": round(m.score, 4), "margin": round(m.margin, 4),
                           "person_threshold": round(max(thr, m.threshold), 4),
+                          "strangers": round(m.crowd, 4) if m.crowd > -1 else None,
                           "liveness": None if res.liveness is None else round(res.liveness, 4), "live": res.live,
                           "decision": "grant" if ok else "deny", "reason": reason})
         out = {"image": path, "faces": faces, "threshold": round(thr, 4),
@@ -514,7 +516,7 @@ def cmd_check(args) -> int:
         from edge.build import calibration_line, load_cohort
 
         cohort.append(load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder))
-        line = calibration_line(cfg, cohort[0])
+        line = calibration_line(cfg, cohort[0], analyzer.embedder.meta or None)
         return ("OK " if cohort[0] is not None else "WARNING ") + line
     item("cohort", cohort_ok)
     item("gallery", gallery_ok)
@@ -567,7 +569,8 @@ def cmd_config(args) -> int:
     else:
         from edge import cohort as co
 
-        print(calibration_line(cfg, co.active(Path(cfg["state"]["dir"]), cfg["model"]["embedder"], meta["sha256"])))
+        print(calibration_line(cfg, co.active(Path(cfg["state"]["dir"]), cfg["model"]["embedder"], meta["sha256"]),
+                               meta))
     lv = build_liveness(cfg)    # the same object the door builds: the same threshold ("model" or the config's)
     if lv is not None:
         lv.load()

@@ -15,6 +15,11 @@ A cohort is one ``.npz`` file: ``embeddings`` (N x D, float16, unit length) and 
 sha256 it was made with, the calibration parameters, a digest of the embeddings). A default cohort ships beside each
 model (``<model>-cohort.npz``); ``doorface cohort build --images DIR`` makes another one the active cohort of a state
 directory (``<state>/cohort.npz``) and ``doorface cohort reset`` goes back to the shipped one.
+
+The same cohort also measures the other side of a comparison, the face at the door (:func:`crowding`): how close
+the face comes to the strangers it is most like. The margin rule of :mod:`edge.decision` asks the face to beat its
+best enrolled person over both the second enrolled person and these strangers, so a face that looks like many
+people must match more clearly, and a household of one person still has something to be measured against.
 """
 from __future__ import annotations
 
@@ -83,6 +88,17 @@ def calibrate(templates: np.ndarray, cohort: np.ndarray, k: int = TAIL_K, far: f
     u = float(top[k])
     excess = float(np.mean(top[:k] - u))
     return float(min(u + excess * np.log(k / (n * far)), 1.0)) if n * far < k else u
+
+
+def crowding(faces: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
+    """How crowded the neighbourhood of each face (N x D or D, unit length) is: the mean cosine similarity to its
+    ``k`` closest cohort faces. Pure; a scalar for one face."""
+    f = np.asarray(faces, np.float32)
+    sims = np.atleast_2d(f) @ np.asarray(cohort, np.float32).T
+    k = min(int(k), sims.shape[1])
+    top = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
+    out = top.mean(axis=1)
+    return float(out[0]) if f.ndim == 1 else out
 
 
 def digest(embeddings: np.ndarray) -> str:

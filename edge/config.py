@@ -33,6 +33,7 @@ RULES: Dict[tuple, Any] = {
     ("match", "far_target"): ("model", "1e-2", "1e-3", "1e-4", "1e-5"),
     ("match", "threshold"): (-1, 1), ("match", "min_margin"): (0, 2),   # or "model" (MODEL_OR_NUMBER)
     ("match", "calibration"): ("cohort", "off"),
+    ("match", "stranger_neighbours"): (0, 100),   # or "model" (MODEL_OR_NUMBER); a whole number
     ("liveness", "threshold"): (0.01, 0.99),   # or "model" (MODEL_OR_NUMBER)
     ("decision", "frames_needed"): (1, 100), ("decision", "frames_window"): (1, 100),
     ("decision", "window_seconds"): (0.1, 60), ("decision", "attempt_gap_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
@@ -46,7 +47,10 @@ RULES: Dict[tuple, Any] = {
 
 
 #: Keys whose value is either the string "model" (take the model sidecar's value) or a number within RULES.
-MODEL_OR_NUMBER = {("match", "threshold"), ("match", "min_margin"), ("liveness", "threshold")}
+MODEL_OR_NUMBER = {("match", "threshold"), ("match", "min_margin"), ("match", "stranger_neighbours"),
+                   ("liveness", "threshold")}
+#: ... of them, the ones that count something (a whole number).
+WHOLE = {("match", "stranger_neighbours")}
 
 
 def default_text() -> str:
@@ -61,6 +65,10 @@ def _check_type(section: str, key: str, value, default):
     name = f"{section}.{key}"
     if (section, key) in MODEL_OR_NUMBER:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (section, key) in WHOLE:
+                if not float(value).is_integer():
+                    raise ConfigError(f"config: {name} must be \"model\" or a whole number, not {value!r}")
+                return int(value)
             return float(value)
         if value != "model":
             raise ConfigError(f"config: {name} must be \"model\" or a number, not {value!r}")

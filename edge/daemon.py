@@ -22,7 +22,7 @@ from edge.errors import GalleryError
 from edge.notify import Systemd
 from edge.pipeline import FaceAnalyzer
 from edge.relay import Relay, make_relay
-from edge.sidecar import operating_point
+from edge.sidecar import operating_point, stranger_neighbours
 
 log = logging.getLogger("doorface")
 
@@ -83,7 +83,8 @@ class Daemon:
         `doorface cohort build` then SIGHUP takes effect without a restart)."""
         cohort = load_cohort(self.cfg, self.state_dir, analyzer.embedder)
         index = load_index(self.state_dir, analyzer.embedder.sha256, cohort,
-                           calibrated=self.cfg["match"]["calibration"] != "off")
+                           calibrated=self.cfg["match"]["calibration"] != "off",
+                           stranger_k=stranger_neighbours(analyzer.embedder.meta, self.cfg["match"]))
         self._cohort = cohort
         return index
 
@@ -120,7 +121,7 @@ class Daemon:
             else:
                 log.warning(LIVENESS_OFF)
             analyzer.index = self._load_index(analyzer)
-            log.info(calibration_line(cfg, self._cohort))
+            log.info(calibration_line(cfg, self._cohort, meta))
             policy = DecisionPolicy(policy_config(cfg, meta))
             access = alog.AccessLog(self.state_dir / alog.FILENAME, self.events_out).open()
             cam = cfg["camera"]

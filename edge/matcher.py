@@ -1,10 +1,14 @@
-"""Matching an embedding against the gallery: cosine similarity, best person, and margin to the second best."""
+"""Matching an embedding against the gallery: cosine similarity, best person, and margin to the closest other face
+it could be: the second-best enrolled person or, given a stranger cohort, its closest strangers
+(:func:`edge.cohort.crowding`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
+
+from edge.cohort import crowding
 
 
 @dataclass(frozen=True)
@@ -13,22 +17,28 @@ class Match:
     score: float              # cosine similarity to that person's closest template
     second: Optional[str]
     second_score: float
-    margin: float             # score - second_score (score itself when there is only one person)
+    margin: float             # score - max(second_score, crowd) (score + 1 with one person and no cohort)
     threshold: float = float("-inf")   # the best person's own threshold (edge.cohort); -inf when not calibrated
+    crowd: float = float("-inf")       # mean similarity of the face to its closest cohort strangers; -inf: no cohort
 
 
 class TemplateIndex:
     """Templates as one (N, D) float32 matrix with a person index per row; person score = max over templates.
-    ``thresholds``: each calibrated person's own threshold (reported in :attr:`Match.threshold`)."""
+    ``thresholds``: each calibrated person's own threshold (reported in :attr:`Match.threshold`). ``strangers``
+    (M x D, unit length, a cohort's embeddings) and ``stranger_k`` > 0: the margin is also taken over the mean of
+    the face's ``stranger_k`` closest strangers (:attr:`Match.crowd`)."""
 
     def __init__(self, embeddings: np.ndarray, names: Sequence[str],
-                 thresholds: Optional[Mapping[str, float]] = None):
+                 thresholds: Optional[Mapping[str, float]] = None, strangers: Optional[np.ndarray] = None,
+                 stranger_k: int = 0):
         self.embeddings = np.asarray(embeddings, np.float32).reshape(len(names), -1) if len(names) else \
             np.zeros((0, 0), np.float32)
         self.people = sorted(set(names))
         pid = {n: i for i, n in enumerate(self.people)}
         self.row_person = np.array([pid[n] for n in names], dtype=np.int64)
         self.thresholds = dict(thresholds or {})
+        self.strangers = None if strangers is None or not stranger_k else np.asarray(strangers, np.float32)
+        self.stranger_k = int(stranger_k) if self.strangers is not None else 0
 
     def __len__(self):
         return len(self.row_person)
@@ -42,11 +52,16 @@ class TemplateIndex:
         order = np.argsort(-per_person)
         best = int(order[0])
         score = float(per_person[best])
+        crowd = float("-inf")
+        if self.strangers is not None:
+            crowd = crowding(np.asarray(emb, np.float32), self.strangers, self.stranger_k)
         if len(order) > 1:
             sec = int(order[1])
-            return Match(self.people[best], score, self.people[sec], float(per_person[sec]),
-                         score - float(per_person[sec]), self._threshold(best))
-        return Match(self.people[best], score, None, -1.0, score + 1.0, self._threshold(best))
+            closest = max(float(per_person[sec]), crowd)
+            return Match(self.people[best], score, self.people[sec], float(per_person[sec]), score - closest,
+                         self._threshold(best), crowd)
+        margin = score - crowd if np.isfinite(crowd) else score + 1.0
+        return Match(self.people[best], score, None, -1.0, margin, self._threshold(best), crowd)
 
     def _threshold(self, person: int) -> float:
         t = self.thresholds.get(self.people[person])

@@ -109,11 +109,12 @@ def check_thresholds(meta: dict, path) -> None:
 
 
 #: The operating point of models whose sidecar predates ``decision`` (the small model's measured defaults).
-LEGACY_DECISION = {"far_target": "1e-4", "min_margin": 0.05}
+LEGACY_DECISION = {"far_target": "1e-4", "min_margin": 0.05, "stranger_neighbours": 0}
 
 
 def model_decision(meta: dict) -> dict:
-    """The operating point the model was measured with: ``far_target`` and ``min_margin`` (sidecar ``decision``)."""
+    """The operating point the model was measured with: ``far_target``, ``min_margin`` and
+    ``stranger_neighbours`` (sidecar ``decision``)."""
     return {**LEGACY_DECISION, **{k: v for k, v in meta.get("decision", {}).items() if k in LEGACY_DECISION}}
 
 
@@ -144,6 +145,16 @@ def operating_point(meta: dict, match: dict) -> tuple:
     else:
         margin = float(match["min_margin"])
     return threshold, margin, far
+
+
+def stranger_neighbours(meta: dict, match: dict) -> int:
+    """How many of a face's closest cohort strangers its margin is also taken over (:func:`edge.cohort.crowding`);
+    0: the margin is to the second enrolled person only. ``"model"`` takes the sidecar's ``decision`` (0 for models
+    measured without it); nothing is compared with strangers when calibration is off (there is no cohort)."""
+    if match.get("calibration") == "off":
+        return 0
+    v = match.get("stranger_neighbours", "model")
+    return int(model_decision(meta)["stranger_neighbours"] if v == "model" else v)
 
 
 def threshold_for(meta: dict, far: str) -> float:

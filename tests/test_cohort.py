@@ -287,3 +287,124 @@ def test_the_shipped_cohorts_belong_to_their_models(each_model):
         pytest.skip(f"{path} missing")
     c = co.load(path, read_sidecar(each_model)["sha256"])      # digest and model sha256 verified
     assert c.meta["count"] > 4000 and c.meta["genuine_quantiles"] and "Labeled Faces in the Wild" in c.meta["source"]
+
+
+def test_crowding_is_the_mean_similarity_to_the_closest_strangers():
+    rng = np.random.default_rng(5)
+    cohort = _unit(rng.normal(size=(50, 8)))
+    faces = _unit(rng.normal(size=(3, 8)))
+    got = co.crowding(faces, cohort, 4)
+    want = np.sort(faces @ cohort.T, axis=1)[:, -4:].mean(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert co.crowding(faces[0], cohort, 4) == pytest.approx(want[0], rel=1e-6)   # one face: a number
+    assert co.crowding(faces[0], cohort, 500) == pytest.approx((cohort @ faces[0]).mean(), rel=1e-5)
+
+
+def test_the_margin_is_also_taken_over_the_closest_strangers():
+    """A face must beat its best enrolled person over the second person *and* the strangers it looks most like: a
+    stranger who resembles the only enrolled person (no second person to compare with) but looks as much like
+    several cohort strangers is not let in; a face that stands out from the strangers is."""
+    from edge.matcher import TemplateIndex
+
+    rng = np.random.default_rng(6)
+    d = 64
+    ann = _unit(rng.normal(size=d))
+    lookalike = _unit(ann + 0.22 * _unit(rng.normal(size=d)))          # close to ann
+    near = _unit(lookalike[None] + 0.2 * _unit(rng.normal(size=(6, d))))   # strangers close to the lookalike
+    far = _unit(rng.normal(size=(200, d)))
+    cohort = np.concatenate([near, far])
+    alone = TemplateIndex(ann[None], ["ann"])
+    crowded = TemplateIndex(ann[None], ["ann"], strangers=cohort, stranger_k=5)
+    m0, m1 = alone.match(lookalike), crowded.match(lookalike)
+    assert m0.identity == m1.identity == "ann" and m0.score == pytest.approx(m1.score)
+    assert m0.margin == pytest.approx(m0.score + 1.0) and m0.crowd == float("-inf")   # one person: no margin
+    assert m1.crowd == pytest.approx(co.crowding(lookalike, cohort, 5), abs=1e-6)
+    assert m1.margin == pytest.approx(m1.score - m1.crowd, abs=1e-6)
+    thr = m1.score - 0.01                                   # the lookalike reaches the threshold ...
+    assert passes(m0.identity, m0.score, m0.margin, thr, 0.015, True)              # ... alone: let in
+    assert m1.crowd > m1.score - 0.015                      # (the strangers are as close as ann)
+    assert not passes(m1.identity, m1.score, m1.margin, thr, 0.015, True)          # ... with strangers: not
+    genuine = _unit(ann + 0.05 * _unit(rng.normal(size=d)))                 # ann herself, far from the strangers
+    g = crowded.match(genuine)
+    assert passes(g.identity, g.score, g.margin, thr, 0.015, True)
+    # Two people: the margin is over the closer of the second person and the strangers.
+    two = TemplateIndex(np.stack([ann, far[0]]), ["ann", "bob"], strangers=cohort, stranger_k=5)
+    m = two.match(lookalike)
+    assert m.margin == pytest.approx(m.score - max(m.second_score, m.crowd), abs=1e-6)
+    assert TemplateIndex(ann[None], ["ann"], strangers=cohort, stranger_k=0).match(lookalike).crowd == float("-inf")
+
+
+def test_stranger_neighbours_come_from_the_sidecar_unless_configured(tmp_path):
+    from edge import config
+    from edge.errors import ConfigError
+    from edge.sidecar import stranger_neighbours
+
+    meta = {"decision": {"far_target": "1e-5", "min_margin": 0.015, "stranger_neighbours": 5}}
+    match = config.defaults()["match"]
+    assert match["stranger_neighbours"] == "model"
+    assert stranger_neighbours(meta, match) == 5
+    assert stranger_neighbours({}, match) == 0                   # a model measured without it: second person only
+    assert stranger_neighbours(meta, {**match, "stranger_neighbours": 3}) == 3
+    assert stranger_neighbours(meta, {**match, "calibration": "off"}) == 0     # no cohort, nothing to compare with
+    cfg = tmp_path / "c.toml"
+    for text, needle in (("2.5", "whole number"), ("101", "out of range"), ("-1", "out of range"),
+                         ('"many"', '"model" or a number')):
+        cfg.write_text(f"[match]\nstranger_neighbours = {text}\n")
+        with pytest.raises(ConfigError, match=needle):
+            config.load(str(cfg))
+    cfg.write_text("[match]\nstranger_neighbours = 3\n")
+    assert config.load(str(cfg))["match"]["stranger_neighbours"] == 3
+
+
+def test_identify_reports_the_strangers_the_margin_was_taken_over(tmp_path, samples, port_model, detector_path,
+                                                                 capsys):
+    import json
+
+    from edge import cli
+    from edge.sidecar import read_sidecar
+
+    k = read_sidecar(port_model).get("decision", {}).get("stranger_neighbours", 0)
+    if not k or not co.shipped_path(port_model).exists():
+        pytest.skip("the shipped port's sidecar does not take the margin over cohort strangers, or no cohort")
+    cfg = tmp_path / "c.toml"
+    base = (f'[model]\nembedder = "{port_model}"\ndetector = "{detector_path}"\n'
+            f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
+    cfg.write_text(base)
+    args = ["--config", str(cfg)]
+    assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
+    capsys.readouterr()
+    assert cli.main(["identify", str(samples / "obama2.jpg"), str(samples / "biden.jpg"), *args]) == 0
+    obama, biden = (json.loads(line)["faces"][0] for line in capsys.readouterr().out.splitlines())
+    assert obama["decision"] == "grant" and biden["decision"] == "deny"
+    for f in (obama, biden):        # one enrolled person: the margin is to the strangers alone
+        assert f["strangers"] < f["score"] + 1 and f["margin"] == pytest.approx(f["score"] - f["strangers"], abs=2e-4)
+    assert cli.main(["check", *args]) in (0, 1)
+    assert "5 closest strangers" in capsys.readouterr().out or k != 5
+    cfg.write_text(base + "[match]\nstranger_neighbours = 0\n")
+    assert cli.main(["identify", str(samples / "obama2.jpg"), *args]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"][0]["strangers"] is None
+
+
+def test_convert_decision_records_an_operating_point_without_touching_the_model(tmp_path, shipped_model, capsys):
+    import shutil
+
+    from convert.decision import main
+    from edge.assets import sha256_file
+    from edge.sidecar import read_sidecar, sidecar_path, stranger_neighbours
+
+    model = tmp_path / shipped_model.name
+    shutil.copy(shipped_model, model)
+    shutil.copy(sidecar_path(shipped_model), sidecar_path(model))
+    before = sha256_file(model)
+    assert main([str(model), "--far-target", "1e-4", "--min-margin", "0.04", "--stranger-neighbours", "3",
+                 "--note", "test"]) == 0
+    meta = read_sidecar(model)          # sealed again: reads and verifies
+    assert meta["decision"] == {"far_target": "1e-4", "min_margin": 0.04, "stranger_neighbours": 3,
+                                "chosen_by": "test"}
+    assert sha256_file(model) == before and meta["sha256"] == before
+    assert stranger_neighbours(meta, {"stranger_neighbours": "model", "calibration": "cohort"}) == 3
+    # An edited sidecar is not re-sealed by it.
+    p = sidecar_path(model)
+    p.write_text(p.read_text().replace('"min_margin": 0.04', '"min_margin": 0.0'))
+    assert main([str(model), "--far-target", "1e-4", "--min-margin", "0.04", "--note", "x"]) == 1
+    assert "edited" in capsys.readouterr().err
