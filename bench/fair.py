@@ -100,17 +100,21 @@ def splits_of(sizes: dict, cohort_per: int, enrolled: int, strangers: int, split
     return out
 
 
-def group_rates(s: np.ndarray, threshold: float, margin: float, own=None, near_same=None) -> dict:
+def group_rates(s: np.ndarray, threshold: float, margin: float, own=None, near_same=None, crowd=None) -> dict:
     """False accepts of one enrolment: ``s`` is (strangers, enrolled) similarity (higher = more alike); ``own`` the
-    enrolled people's own thresholds (the stricter of it and ``threshold`` applies, as in edge.decision.passes).
+    enrolled people's own thresholds (the stricter of it and ``threshold`` applies, as in edge.decision.passes);
+    ``crowd`` each stranger's closeness to their closest cohort strangers (edge.cohort.crowding): a comparison
+    then also needs to beat it by ``margin``, as the door's margin rule asks of every face.
     ``near_same`` (same shape, bool) marks pairs that are probably one person photographed twice (UTKFace repeats
     people); the false accepts among them are counted apart."""
     thr = np.maximum(threshold, own if own is not None else -np.inf) * np.ones(s.shape[1])
-    fa = s >= thr[None]
+    crowd = np.full(len(s), -np.inf) if crowd is None else np.asarray(crowd)
+    fa = (s >= thr[None]) & (s - crowd[:, None] >= margin)
     near_same = np.zeros_like(fa) if near_same is None else near_same
     top = np.argsort(-s, axis=1)
     rows = np.arange(len(s))
     best, second = s[rows, top[:, 0]], (s[rows, top[:, 1]] if s.shape[1] > 1 else np.full(len(s), -np.inf))
+    second = np.maximum(second, crowd)
     return {"comparisons": int(s.size), "false_accepts": int(fa.sum()), "near_same": int((fa & near_same).sum()),
             "stranger_probes": len(s),
             # edge.decision.passes, vectorised over every stranger (the best enrolled person is known).
@@ -139,8 +143,9 @@ def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
             for k, sp in enumerate(splits):
                 _, gal, probe = (idx[ok[idx]] for idx in sp[g])      # photos without a face are left out
                 own = r["own"](k, g, l2_normalise(e[gal])) if r.get("own") else None
+                crowd = r["crowd"](k, l2_normalise(e[probe])) if r.get("crowd") else None
                 ns = near_same[g][np.ix_(probe, gal)] if near_same else None
-                parts.append(group_rates(sim[np.ix_(probe, gal)], r["threshold"], r["margin"], own, ns))
+                parts.append(group_rates(sim[np.ix_(probe, gal)], r["threshold"], r["margin"], own, ns, crowd))
             per[g] = {**summed(parts), "faces": int(ok.sum()), "images": len(ok)}
         rates = [v["far"] for v in per.values()]
         worst, best = max(rates), min(rates)
@@ -162,7 +167,9 @@ def md_section(res: dict) -> str:
          f"`doorface cohort build`, used only by the rows that say so), enrolls {res['enrolled']} people from one "
          f"photo each and presents {res['strangers']} other photos of the same group as strangers; every row is "
          "measured on the same people. Per comparison: (stranger, enrolled) pairs at or past the person's threshold "
-         "/ all pairs (the count behind each rate in brackets). Let in: stranger photos the door's single-image rule "
+         "(for the rules that take the margin over the cohort's strangers too, also beating the stranger's closest "
+         "cohort faces by the margin, as a gallery of one person would) / all pairs (the count behind each rate in "
+         "brackets). Let in: stranger photos the door's single-image rule "
          "(threshold and margin) accepts. UTKFace has no identity labels and repeats people (celebrities, several "
          "photos each, most of all among its Asian photos), so these rates are upper bounds"
          + (f"; the false accepts on pairs the default model scores at or above {near} are also counted apart as "
@@ -283,7 +290,7 @@ def main(argv=None) -> int:
     from bench.model import update_md
     from edge import cohort as co
     from edge.config import defaults
-    from edge.sidecar import operating_point, read_sidecar
+    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
     from train.data import fold_pairs
 
     if not Path(args.data).exists():
@@ -299,7 +306,9 @@ def main(argv=None) -> int:
         lfw = (persons, lfw_images)
     embs, rules = {}, {}
     for label, path in (parse_model(m) for m in (args.model or DEFAULT_MODELS)):
-        thr, margin, far = operating_point(read_sidecar(path), defaults()["match"])
+        meta = read_sidecar(path)
+        thr, margin, far = operating_point(meta, defaults()["match"])
+        nk = stranger_neighbours(meta, defaults()["match"])
         embs[label] = {g: embed_doorface([im for _, im in items], path, args.detector)
                        for g, items in tqdm(chips.items(), desc=f"{label} utkface", file=sys.stderr)}
         shipped = co.load(co.shipped_path(path)) if co.shipped_path(path).exists() else None
@@ -314,21 +323,28 @@ def main(argv=None) -> int:
         def own_fn(cohort):
             return lambda k, g, E: np.array([cohort.threshold(E[i:i + 1]) for i in range(len(E))])
 
+        def crowd_fn(cohort):
+            return (lambda k, E: co.crowding(E, cohort.embeddings, nk)) if nk else None
+
         def lfw_open(threshold, cohort=None):
             if sim is None:
                 return None
             own = (lambda idx: cohort.threshold(emb_l[idx])) if cohort is not None else None
-            return A.open_set_runs(sim, persons, threshold, margin, own=own)
+            crowd = co.crowding(emb_l, cohort.embeddings, nk) if cohort is not None and nk else None
+            return A.open_set_runs(sim, persons, threshold, margin, own=own, crowd=crowd)
 
         base = f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g}"
+        over = f", the margin also over the face's {nk} closest strangers in that cohort" if nk else ""
         rules[label] = {"engine": label, "metric": "cosine", "threshold": thr, "margin": margin,
                         "rule": f"global {base}", "lfw": lfw_open(thr)}
         if shipped is not None:
             o = lfw_open(thr, shipped)
             rules[f"{label} + shipped cohort"] = {
                 "engine": label, "metric": "cosine", "threshold": thr, "margin": margin, "own": own_fn(shipped),
+                "crowd": crowd_fn(shipped),
                 "rule": f"own threshold against the shipped cohort ({shipped.meta.get('name')}, "
-                        f"{shipped.meta['count']} faces; FAR {shipped.far:g}, k {shipped.k}), never below {base}",
+                        f"{shipped.meta['count']} faces; FAR {shipped.far:g}, k {shipped.k}), never below {base}"
+                        f"{over}",
                 "lfw": o}
             if o is not None:
                 same = same_reject_threshold(sim, persons, margin, o["false_reject_rate"], thr)
@@ -339,9 +355,10 @@ def main(argv=None) -> int:
         rules[f"{label} + balanced cohort"] = {
             "engine": label, "metric": "cosine", "threshold": thr, "margin": margin,
             "own": lambda k, g, E, b=balanced: own_fn(b[k])(k, g, E),
+            "crowd": (lambda k, E, b=balanced: co.crowding(E, b[k].embeddings, nk)) if nk else None,
             "rule": f"own threshold against a balanced cohort: `doorface cohort build` on {args.cohort_per} other "
                     f"photos per group of the split ({balanced[0].meta['count']} faces in split 1), never below "
-                    f"{base}", "lfw": lfw_open(thr, balanced[0])}
+                    f"{base}{over}", "lfw": lfw_open(thr, balanced[0])}
     if have_dlib() and not args.no_dlib:
         embs["face_recognition"] = {g: embed_face_recognition([im for _, im in items])
                                     for g, items in tqdm(chips.items(), desc="face_recognition", file=sys.stderr)}

@@ -77,6 +77,10 @@ def test_fair_group_rates_count_comparisons_and_the_rule():
     # threshold below the global one changes nothing (never looser).
     assert group_rates(s, 0.5, 0.0, own=np.array([0.95, 0.0]))["false_accepts"] == 0
     assert group_rates(s, 0.5, 0.0, own=np.array([0.2, 0.2])) == r
+    # Stranger 0 also looks like the cohort's strangers (0.88): with a margin of 0.05 over them, neither their
+    # comparison nor their photo counts; stranger 1 (0.6, strangers at 0.3) still does.
+    c = group_rates(s, 0.5, 0.05, crowd=np.array([0.88, 0.3, 0.3]))
+    assert c["false_accepts"] == 1 and c["strangers_let_in"] == 1
     t = summed([r, r])
     assert t["comparisons"] == 12 and t["far"] == pytest.approx(2 / 6) and t["let_in_rate"] == pytest.approx(2 / 3)
     assert t["far_without_near_same"] == t["far"]
