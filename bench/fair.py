@@ -324,7 +324,7 @@ def main(argv=None) -> int:
             return lambda k, g, E: np.array([cohort.threshold(E[i:i + 1]) for i in range(len(E))])
 
         def crowd_fn(cohort):
-            return (lambda k, E: co.crowding(E, cohort.embeddings, nk)) if nk else None
+            return (lambda k, E, n=nk: co.crowding(E, cohort.embeddings, n)) if nk else None
 
         def lfw_open(threshold, cohort=None):
             if sim is None:
@@ -355,7 +355,7 @@ def main(argv=None) -> int:
         rules[f"{label} + balanced cohort"] = {
             "engine": label, "metric": "cosine", "threshold": thr, "margin": margin,
             "own": lambda k, g, E, b=balanced: own_fn(b[k])(k, g, E),
-            "crowd": (lambda k, E, b=balanced: co.crowding(E, b[k].embeddings, nk)) if nk else None,
+            "crowd": (lambda k, E, b=balanced, n=nk: co.crowding(E, b[k].embeddings, n)) if nk else None,
             "rule": f"own threshold against a balanced cohort: `doorface cohort build` on {args.cohort_per} other "
                     f"photos per group of the split ({balanced[0].meta['count']} faces in split 1), never below "
                     f"{base}{over}", "lfw": lfw_open(thr, balanced[0])}

@@ -42,6 +42,41 @@ def sweep(sim, persons, thresholds: dict, own=None, crowds=None, margins=MARGINS
     return rows
 
 
+def household(sim, persons, rules: dict, sizes=(1, 2, 4), draws: int = 300, seed: int = 0) -> list:
+    """A household instead of hundreds enrolled: ``size`` people, each from one photo, ``draws`` times; every photo
+    of everyone else is a stranger, the enrolled people's other photos are genuine. ``rules``: name ->
+    (threshold, margin, own(image indices) -> threshold or None, per-image crowding or None). With few people there
+    is hardly a second person for the margin, which is where the strangers count. Counts summed over the draws."""
+    rng = np.random.default_rng(seed)
+    multi = [p for p in sorted(set(persons)) if (persons == p).sum() >= 2]
+    rows = np.arange(len(persons))
+    out = []
+    for size in sizes:
+        cnt = {name: [0, 0, 0, 0] for name in rules}
+        for _ in range(draws):
+            hh = rng.choice(multi, size, replace=False)
+            gal = [int(rng.choice(np.flatnonzero(persons == p))) for p in hh]
+            G = sim[:, gal]
+            order = np.argsort(-G, axis=1)
+            best = G[rows, order[:, 0]]
+            second = G[rows, order[:, 1]] if size > 1 else np.full(len(rows), -np.inf)
+            who = np.asarray(hh)[order[:, 0]]
+            stranger = ~np.isin(persons, hh)
+            genuine = ~stranger & ~np.isin(rows, gal)
+            for name, (thr, margin, own, crowd) in rules.items():
+                person_thr = np.array([own([g]) for g in gal])[order[:, 0]] if own else -np.inf
+                closest = np.maximum(second, crowd) if crowd is not None else second
+                accept = (best >= np.maximum(thr, person_thr)) & (best - closest >= margin) & np.isfinite(best)
+                c = cnt[name]
+                c[0] += int((accept & stranger).sum())
+                c[1] += int(stranger.sum())
+                c[2] += int((accept & genuine & (who == persons)).sum())
+                c[3] += int(genuine.sum())
+        out += [{"household": size, "rule": name, "strangers_accepted": c[0], "stranger_photos": c[1],
+                 "genuine_accepted": c[2], "genuine_photos": c[3]} for name, c in cnt.items()]
+    return out
+
+
 def choose(rows: list, max_far: float):
     """The loosest rule (fewest enrolled rejects) with at most ``max_far`` of strangers accepted, or None."""
     ok = [r for r in rows if r["false_accept_rate"] <= max_far]
@@ -57,12 +92,14 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", default="3,4,5")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--max-far", type=float, default=1e-3, help="strangers' photos the chosen rule may let in")
+    ap.add_argument("--baseline", help="FAR,MARGIN,STRANGERS of a rule to compare the chosen one with in "
+                                       "households, e.g. 1e-5,0.03,0 (the default model's rule before strangers)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     from bench import accuracy as A
     from bench.__main__ import progress
     from edge import cohort as co
-    from edge.sidecar import read_sidecar
+    from edge.sidecar import model_decision, read_sidecar
     from train.data import fold_pairs, list_items
 
     _, people = fold_pairs(args.pairs, args.folds)
@@ -94,9 +131,26 @@ def main(argv=None) -> int:
               f"{best['far_target']}, margin {best['margin']:g} over the second person and the {best['neighbours']} "
               f"closest strangers: {100 * best['false_accept_rate']:.3f}% ({best['strangers_accepted']}/"
               f"{best['stranger_probes']}) let in, {100 * best['false_reject_rate']:.1f}% rejected")
+    cur = model_decision(meta)
+    thr, k = meta["thresholds"][f"far_{cur['far_target']}"], int(cur["stranger_neighbours"])
+    now = f"sidecar's rule (FAR {cur['far_target']}, margin {cur['min_margin']:g}, {k} strangers)"
+    rules = {now: (thr, cur["min_margin"], own, co.crowding(e, cohort, k) if k else None)}
+    if k:
+        rules["the same, second person only"] = (thr, cur["min_margin"], own, None)
+    if args.baseline:
+        far, margin, kb = args.baseline.split(",")
+        rules[f"FAR {far}, margin {margin}, {kb} strangers"] = (
+            meta["thresholds"][f"far_{far}"], float(margin), own, co.crowding(e, cohort, int(kb)) if int(kb) else None)
+    homes = household(sim, persons, rules)
+    print("households (1 photo each, 300 draws; every other photo a stranger):")
+    for h in homes:
+        print(f"  {h['household']} enrolled, {h['rule']:<62} strangers let in {h['strangers_accepted']:>3}/"
+              f"{h['stranger_photos']} ({1e4 * h['strangers_accepted'] / h['stranger_photos']:.2f}e-4), "
+              f"enrolled photos accepted {100 * h['genuine_accepted'] / max(h['genuine_photos'], 1):.1f}%")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "folds": args.folds, "rows": rows, "chosen": best}, f, indent=1)
+            json.dump({"model": args.model, "folds": args.folds, "rows": rows, "chosen": best, "households": homes},
+                      f, indent=1)
     return 0
 
 

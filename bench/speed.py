@@ -31,6 +31,20 @@ def _median_ms(ts):
     return float(np.median(ts) * 1000)
 
 
+def _door_strangers(emb):
+    """The shipped cohort's embeddings and how many of a face's closest ones the door's margin is taken over
+    (``(None, 0)`` for a model whose default does not)."""
+    from edge import cohort as co
+    from edge.config import defaults
+    from edge.sidecar import stranger_neighbours
+
+    k = stranger_neighbours(emb.meta, defaults()["match"])
+    path = co.shipped_path(emb.model_path)
+    if not k or not path.exists():
+        return None, 0
+    return co.load(path, emb.sha256).embeddings, k
+
+
 def bench_doorface(frames, threads, model, detector, repeat, gallery_size=100):
     t0 = time.perf_counter()
     from edge.detector import BlazeFaceDetector
@@ -43,7 +57,9 @@ def bench_doorface(frames, threads, model, detector, repeat, gallery_size=100):
     emb = Embedder(model, threads).load()
     rng = np.random.default_rng(0)
     g = rng.normal(size=(gallery_size, emb.dim)).astype(np.float32)
-    index = TemplateIndex(g / np.linalg.norm(g, axis=1, keepdims=True), [f"p{i // 5}" for i in range(gallery_size)])
+    strangers, k = _door_strangers(emb)      # the match stage as the door runs it (margin over cohort strangers)
+    index = TemplateIndex(g / np.linalg.norm(g, axis=1, keepdims=True), [f"p{i // 5}" for i in range(gallery_size)],
+                          strangers=strangers, stranger_k=k)
     an = FaceAnalyzer(det, emb, QualityConfig(), index)
     an.analyze(frames[0])  # warm up
     startup = time.perf_counter() - t0

@@ -93,6 +93,8 @@ def calibrate(templates: np.ndarray, cohort: np.ndarray, k: int = TAIL_K, far: f
 def crowding(faces: np.ndarray, cohort: np.ndarray, k: int) -> np.ndarray:
     """How crowded the neighbourhood of each face (N x D or D, unit length) is: the mean cosine similarity to its
     ``k`` closest cohort faces. Pure; a scalar for one face."""
+    if int(k) < 1:
+        raise ValueError(f"crowding needs k >= 1, got {k}")
     f = np.asarray(faces, np.float32)
     sims = np.atleast_2d(f) @ np.asarray(cohort, np.float32).T
     k = min(int(k), sims.shape[1])

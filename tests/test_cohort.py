@@ -298,6 +298,8 @@ def test_crowding_is_the_mean_similarity_to_the_closest_strangers():
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert co.crowding(faces[0], cohort, 4) == pytest.approx(want[0], rel=1e-6)   # one face: a number
     assert co.crowding(faces[0], cohort, 500) == pytest.approx((cohort @ faces[0]).mean(), rel=1e-5)
+    with pytest.raises(ValueError, match="k >= 1"):
+        co.crowding(faces, cohort, 0)
 
 
 def test_the_margin_is_also_taken_over_the_closest_strangers():
