@@ -198,20 +198,28 @@ def cmd_enroll(args) -> int:
             n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force, min_margin=margin,
                                      cohort=cohort)
         person = next(p for p in g.people() if p.name == args.name.strip())
+        from edge.sidecar import stranger_neighbours
+
+        near = enroll.strangers_level(g.index(analyzer.embedder.sha256), person.name, cohort,
+                                      stranger_neighbours(analyzer.embedder.meta, cfg["match"]))
     print(f"enrolled {args.name}: {n} template(s)")
-    for line in enroll.threshold_lines(person, thr, cohort):
+    for line in enroll.threshold_lines(person, thr, cohort, near, margin):
         print(line)
     return 0
 
 
 def _recalibrated(cfg, g, cohort) -> None:
     """Print every person's threshold after a recalibration (with the strict-threshold warnings)."""
-    from edge.enroll import threshold_lines
-    from edge.sidecar import operating_point, read_sidecar
+    from edge.enroll import strangers_level, threshold_lines
+    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
 
-    thr = operating_point(read_sidecar(cfg["model"]["embedder"]), cfg["match"])[0]
+    meta = read_sidecar(cfg["model"]["embedder"])
+    thr, margin, _ = operating_point(meta, cfg["match"])
+    k = stranger_neighbours(meta, cfg["match"])
+    index = g.index(meta["sha256"]) if k and cohort is not None else None
     for person in g.people():
-        for line in threshold_lines(person, thr, cohort):
+        near = strangers_level(index, person.name, cohort, k) if index is not None else None
+        for line in threshold_lines(person, thr, cohort, near, margin):
             print(line)
 
 

@@ -112,18 +112,36 @@ def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, 
 STRICT_ACCEPT = 0.5   # warn when fewer than this share of a person's single photos would reach their threshold
 
 
-def threshold_lines(person, threshold: float, cohort) -> List[str]:
+def strangers_level(index, name: str, cohort, k: int) -> Optional[float]:
+    """How close the strangers a person's photos look most like are: the median over their templates of the mean
+    similarity to their ``k`` closest cohort faces (:func:`edge.cohort.crowding`). A photo of them at the door
+    must beat about this by the margin. None without a cohort or ``k``."""
+    from edge.cohort import crowding
+
+    if cohort is None or not k or not len(index):
+        return None
+    rows = index.embeddings[np.asarray([index.people[i] == name for i in index.row_person])]
+    return float(np.median(crowding(rows, cohort.embeddings, k))) if len(rows) else None
+
+
+def threshold_lines(person, threshold: float, cohort, strangers: Optional[float] = None,
+                    min_margin: float = 0.0) -> List[str]:
     """What enrollment (and `cohort build`, `users reembed`) reports about a person's own threshold, and a warning
     when it is so strict that they will struggle to get in (estimated from the model's genuine-score quantiles
-    that the shipped cohort records)."""
+    that the shipped cohort records). ``strangers`` (:func:`strangers_level`): a photo must also beat them by
+    ``min_margin``, which counts like a threshold."""
     from edge.cohort import estimated_accept
 
     own = person.threshold
     if own is None:
         return [f"{person.name}: door threshold {threshold:.3f} (global; no per-person calibration)"]
-    used = max(own, threshold)
-    lines = [f"{person.name}: door threshold {used:.3f} ({'own, from the cohort' if own > threshold else 'global'}; "
-             f"own {own:.3f}, global {threshold:.3f})"]
+    near = strangers + min_margin if strangers is not None else float("-inf")
+    used = max(own, threshold, near)
+    which = "global" if used == threshold else "own, from the cohort" if used == own else \
+        "the closest strangers plus the margin"
+    lines = [f"{person.name}: door threshold {used:.3f} ({which}; own {own:.3f}, global {threshold:.3f}"
+             + (f", closest cohort strangers {strangers:.3f} + margin {min_margin:g}" if strangers is not None
+                else "") + ")"]
     accept = estimated_accept(used, cohort.meta) if cohort is not None else None
     if accept is not None and accept < STRICT_ACCEPT:
         lines.append(f"warning: {person.name}'s threshold is strict: about {100 * accept:.0f}% of single photos of a "

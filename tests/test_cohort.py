@@ -252,6 +252,24 @@ def test_enrollment_warns_when_a_persons_threshold_is_strict():
     assert "take those out" in threshold_lines(Person("bob", 1, 0.0, 0.97, "x"), 0.95, built)[1]
     assert threshold_lines(Person("cy", 1, 0.0), 0.95, None) == [
         "cy: door threshold 0.950 (global; no per-person calibration)"]
+    # A face whose closest cohort strangers sit at 0.96 must reach 0.975 with the margin: said, and warned about.
+    crowded = threshold_lines(Person("dee", 1, 0.0, 0.93, "x"), 0.95, cohort, strangers=0.96, min_margin=0.015)
+    assert crowded[0] == ("dee: door threshold 0.975 (the closest strangers plus the margin; own 0.930, global 0.950, "
+                          "closest cohort strangers 0.960 + margin 0.015)")
+    assert "about 25% of single photos" in crowded[1]
+
+
+def test_strangers_level_is_the_median_crowding_of_a_persons_templates():
+    from edge.enroll import strangers_level
+    from edge.matcher import TemplateIndex
+
+    rng = np.random.default_rng(8)
+    cohort = co.Cohort(_unit(rng.normal(size=(60, 16))), {"embeddings_sha256": "x"})
+    t = _unit(rng.normal(size=(4, 16)))
+    index = TemplateIndex(t, ["ann", "ann", "ann", "bob"])
+    want = float(np.median(co.crowding(t[:3], cohort.embeddings, 5)))
+    assert strangers_level(index, "ann", cohort, 5) == pytest.approx(want, abs=1e-6)
+    assert strangers_level(index, "ann", None, 5) is None and strangers_level(index, "ann", cohort, 0) is None
 
 
 def test_calibration_off_is_said_and_drops_own_thresholds(tmp_path, samples, shipped_model, detector_path, capsys):
