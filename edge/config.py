@@ -117,6 +117,10 @@ def validate(cfg: dict) -> dict:
                 raise ConfigError(f"config: {section}.{key} must be one of {', '.join(rule)}, not {value!r}")
         elif not rule[0] <= value <= rule[1]:
             raise ConfigError(f"config: {section}.{key} = {value} is out of range [{rule[0]}, {rule[1]}]")
+    mt = cfg["match"]
+    if mt["calibration"] == "off" and mt["stranger_neighbours"] not in ("model", 0):
+        raise ConfigError("config: match.stranger_neighbours needs match.calibration = \"cohort\" (the strangers are "
+                          "the cohort's)")
     d = cfg["decision"]
     if d["frames_needed"] > d["frames_window"]:
         raise ConfigError("config: decision.frames_needed must not exceed decision.frames_window")

@@ -374,6 +374,9 @@ def test_stranger_neighbours_come_from_the_sidecar_unless_configured(tmp_path):
             config.load(str(cfg))
     cfg.write_text("[match]\nstranger_neighbours = 3\n")
     assert config.load(str(cfg))["match"]["stranger_neighbours"] == 3
+    cfg.write_text('[match]\nstranger_neighbours = 3\ncalibration = "off"\n')      # no cohort: said, not ignored
+    with pytest.raises(ConfigError, match="needs match.calibration"):
+        config.load(str(cfg))
 
 
 def test_identify_reports_the_strangers_the_margin_was_taken_over(tmp_path, samples, port_model, detector_path,
