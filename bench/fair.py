@@ -129,10 +129,20 @@ def summed(parts: list) -> dict:
     return t
 
 
-def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
+def false_accept_pairs(s: np.ndarray, threshold: float, margin: float, own=None, crowd=None) -> list:
+    """``(stranger row, enrolled column, score)`` of every comparison :func:`group_rates` counts as a false accept."""
+    thr = np.maximum(threshold, own if own is not None else -np.inf) * np.ones(s.shape[1])
+    crowd = np.full(len(s), -np.inf) if crowd is None else np.asarray(crowd)
+    fa = (s >= thr[None]) & (s - crowd[:, None] >= margin)
+    return [(int(a), int(b), float(s[a, b])) for a, b in zip(*np.nonzero(fa))]
+
+
+def measure(embs: dict, rules: dict, splits: list, near_same=None, keep_pairs=()) -> dict:
     """``embs``: engine -> group -> (embeddings, found); ``rules``: name -> dict(engine, metric, threshold, margin,
     rule text, own: None or fn(split index, group, enrolled embeddings) -> own thresholds); ``near_same``: group ->
-    (n, n) bool, pairs of photos that are probably one person (counted apart, the same pairs for every rule)."""
+    (n, n) bool, pairs of photos that are probably one person (counted apart, the same pairs for every rule).
+    For the rules named in ``keep_pairs``, ``pairs`` lists every false accept as (group, split, stranger photo,
+    enrolled photo, score), photo indices into the group's chips (to look at, :func:`pairs_sheet`)."""
     out = {}
     for name, r in rules.items():
         per = {}
@@ -140,12 +150,16 @@ def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
             e, ok = embs[r["engine"]][g]
             sim = similarity(e, ok, r["metric"])     # photos without a face are never indexed below
             parts = []
+            pairs = out.setdefault("_pairs", {}).setdefault(name, []) if name in keep_pairs else None
             for k, sp in enumerate(splits):
                 _, gal, probe = (idx[ok[idx]] for idx in sp[g])      # photos without a face are left out
                 own = r["own"](k, g, l2_normalise(e[gal])) if r.get("own") else None
                 crowd = r["crowd"](k, l2_normalise(e[probe])) if r.get("crowd") else None
                 ns = near_same[g][np.ix_(probe, gal)] if near_same else None
                 parts.append(group_rates(sim[np.ix_(probe, gal)], r["threshold"], r["margin"], own, ns, crowd))
+                if pairs is not None:
+                    pairs += [(g, k, int(probe[a]), int(gal[b]), sc) for a, b, sc in
+                              false_accept_pairs(sim[np.ix_(probe, gal)], r["threshold"], r["margin"], own, crowd)]
             per[g] = {**summed(parts), "faces": int(ok.sum()), "images": len(ok)}
         rates = [v["far"] for v in per.values()]
         worst, best = max(rates), min(rates)
@@ -156,6 +170,25 @@ def measure(embs: dict, rules: dict, splits: list, near_same=None) -> dict:
                      "lfw_open_set": r.get("lfw"),
                      "worst_best_ratio": (worst / best) if best > 0 else (float("inf") if worst > 0 else 1.0)}
     return out
+
+
+def pairs_sheet(chips: dict, pairs: list, path: Path, size: int = 96, per_row: int = 4) -> None:
+    """A contact sheet of false-accept pairs (stranger photo beside the enrolled photo, score and group written
+    under them), to check by eye which are two photos of one person. Written where asked, never into the repo
+    (UTKFace: evaluation only)."""
+    import cv2
+
+    tiles = []
+    for g, k, i, j, sc in pairs:
+        pair = np.concatenate([cv2.resize(chips[g][i][1], (size, size)), cv2.resize(chips[g][j][1], (size, size))], 1)
+        label = np.full((18, 2 * size, 3), 255, np.uint8)
+        cv2.putText(label, f"{g} split {k + 1}: {sc:.3f}", (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        tiles.append(np.concatenate([pair, label], 0))
+    if not tiles:
+        return
+    tiles += [np.full_like(tiles[0], 255)] * ((-len(tiles)) % per_row)
+    grid = np.concatenate([np.concatenate(tiles[r:r + per_row], 1) for r in range(0, len(tiles), per_row)], 0)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
 def md_section(res: dict) -> str:
@@ -277,6 +310,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
     ap.add_argument("--folds", default="1,2", help="LFW folds of the open-set column (outside the shipped cohort)")
     ap.add_argument("--no-dlib", action="store_true")
+    ap.add_argument("--pairs-sheet", help="write the false-accept pairs of the default model's balanced-cohort rule "
+                                          "to this image, to look at by eye (outside the repo: UTKFace is for "
+                                          "evaluation only)")
     ap.add_argument("--out", default="benchmarks")
     ap.add_argument("--md", help="also write the table into this markdown file (BENCHMARKS.md)")
     args = ap.parse_args(argv)
@@ -376,7 +412,12 @@ def main(argv=None) -> int:
            "near_same": NEAR_SAME, "near_same_model": first,
            "enrolled": args.enrolled, "strangers": args.strangers, "splits": args.splits,
            "lfw_note": f"LFW folds {args.folds} (`bench.accuracy.open_set`, 3 enrolments)",
-           "engines": measure(embs, rules, splits, near_same), "plot": "fair.png"}
+           "engines": measure(embs, rules, splits, near_same, keep_pairs=(f"{first} + balanced cohort",)),
+           "plot": "fair.png"}
+    pairs = res["engines"].pop("_pairs", {}).get(f"{first} + balanced cohort", [])
+    if args.pairs_sheet:
+        pairs_sheet(chips, sorted(pairs, key=lambda p: (p[0], -p[4])), Path(args.pairs_sheet))
+        print(f"{len(pairs)} false-accept pairs of {first} + balanced cohort in {args.pairs_sheet}")
     plot(res, out / "fair.png")
     if args.md:
         res["plot"] = str(Path(args.out) / "fair.png")

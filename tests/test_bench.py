@@ -81,6 +81,11 @@ def test_fair_group_rates_count_comparisons_and_the_rule():
     # comparison nor their photo counts; stranger 1 (0.6, strangers at 0.3) still does.
     c = group_rates(s, 0.5, 0.05, crowd=np.array([0.88, 0.3, 0.3]))
     assert c["false_accepts"] == 1 and c["strangers_let_in"] == 1
+    # The pairs behind the counts (to look at): the same comparisons group_rates counts.
+    from bench.fair import false_accept_pairs
+
+    assert false_accept_pairs(s, 0.5, 0.05, crowd=np.array([0.88, 0.3, 0.3])) == [(1, 0, 0.6)]
+    assert len(false_accept_pairs(s, 0.5, 0.0)) == r["false_accepts"]
     t = summed([r, r])
     assert t["comparisons"] == 12 and t["far"] == pytest.approx(2 / 6) and t["let_in_rate"] == pytest.approx(2 / 3)
     assert t["far_without_near_same"] == t["far"]
@@ -148,3 +153,17 @@ def test_calibration_per_person_far_counts_only_strangers():
     stranger = np.array([[False, True], [True, False], [True, False]])
     f = per_person_far(sim, stranger, np.array([0.75, 0.75]))
     assert f.tolist() == [0.5, 0.0]      # person 0: one of two strangers reaches 0.75; person 1: none of one
+
+
+def test_fair_pairs_sheet_shows_each_false_accept_pair(tmp_path):
+    import cv2
+
+    from bench.fair import pairs_sheet
+
+    rng = np.random.default_rng(0)
+    chips = {"asian": [(f"{i}.jpg", rng.integers(0, 255, (200, 200, 3), np.uint8)) for i in range(4)]}
+    pairs_sheet(chips, [("asian", 0, 0, 1, 0.97), ("asian", 3, 2, 3, 0.96)], tmp_path / "s.png", size=50, per_row=4)
+    img = cv2.imread(str(tmp_path / "s.png"))
+    assert img.shape == (50 + 18, 4 * 100, 3)          # two pairs and two blank tiles in one row
+    pairs_sheet(chips, [], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
