@@ -28,6 +28,28 @@ def load_images(archive, people):
     return keys, np.array(persons), images
 
 
+def lfw_arguments(ap, folds: str = "3,4,5"):
+    """The options of a bench that splits LFW into some pairs-dev folds and a cohort of everyone else."""
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
+    ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
+    ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
+    ap.add_argument("--folds", default=folds)
+    return ap
+
+
+def folds_and_cohort(args, progress=None):
+    """Every LFW image embedded with ``args.model``: ``(embeddings, found, persons)`` of the people of
+    ``args.folds`` and the unit-length embeddings of everyone else's found faces (a stranger cohort for them)."""
+    from train.data import fold_pairs, list_items
+
+    _, people = fold_pairs(args.pairs, args.folds)
+    _, persons, images = load_images(args.lfw, {it.person for it in list_items(args.lfw)})
+    emb, ok = embed_doorface(images, args.model, args.detector, progress=progress)
+    inside = np.isin(persons, list(people))
+    return emb[inside], ok[inside], persons[inside], l2_normalise(emb[~inside & ok])
+
+
 def central(faces, shape):
     from train.preprocess import pick_central
 

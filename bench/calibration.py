@@ -28,38 +28,33 @@ def per_person_far(sim: np.ndarray, stranger: np.ndarray, thresholds: np.ndarray
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.calibration", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
-    ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
-    ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
-    ap.add_argument("--folds", default="3,4,5")
+    from bench import accuracy as A
+
+    ap = A.lfw_arguments(argparse.ArgumentParser(prog="python -m bench.calibration",
+                                                 description=__doc__.splitlines()[0]))
     ap.add_argument("--far", type=float, default=1e-4)
     args = ap.parse_args(argv)
-    from bench import accuracy as A
     from bench.__main__ import progress
-    from edge.cohort import calibrate
+    from edge.cohort import calibrate, crowding
     from edge.config import defaults
-    from edge.sidecar import operating_point, read_sidecar
-    from train.data import list_items, pair_identities, parse_folds, read_pairs
+    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
 
-    fold_people = set(pair_identities(read_pairs(args.pairs), parse_folds(args.folds)))
-    everyone = {it.person for it in list_items(args.lfw)}
-    _, persons, images = A.load_images(args.lfw, everyone)
-    emb, ok = A.embed_doorface(images, args.model, args.detector, progress=progress("embed"))
-    emb = A.l2_normalise(emb)
-    inside = np.isin(persons, list(fold_people)) & ok
-    cohort, E, P = emb[~np.isin(persons, list(fold_people)) & ok], emb[inside], persons[inside]
+    emb, ok, persons, cohort = A.folds_and_cohort(args, progress("embed"))
+    E, P = A.l2_normalise(emb[ok]), persons[ok]
     people = sorted(set(P))
     first = np.array([np.flatnonzero(P == p)[0] for p in people])
     sim = E @ E[first].T
     stranger = P[:, None] != np.array(people)[None]
     genuine = ~stranger
     genuine[first, np.arange(len(people))] = False       # the enrolment photo itself is no probe
-    thr, margin, far = operating_point(read_sidecar(args.model), defaults()["match"])
+    meta, match = read_sidecar(args.model), defaults()["match"]
+    thr, margin, far = operating_point(meta, match)
+    nk = stranger_neighbours(meta, match)     # the door's margin over the closest cohort strangers
+    crowd = crowding(E, cohort, nk) if nk else None
     S = E @ E.T
     print(f"{len(people)} people of folds {args.folds} ({len(E)} photos) against a cohort of {len(cohort)} photos "
-          f"of other people; global rule {thr:.4f} (FAR {far}), margin {margin:g}; target {args.far:g}")
+          f"of other people; global rule {thr:.4f} (FAR {far}), margin {margin:g} over the second person and {nk} closest strangers; target "
+          f"{args.far:g}")
     print(f"{'k':>3} {'mean own FAR':>12} {'p99 own FAR':>11} {'pooled FAR at door':>18} {'genuine accept':>14} "
           f"{'open set strangers / rejected':>30}")
     fa_global = ((sim >= thr) & stranger).sum() / stranger.sum()
@@ -69,7 +64,7 @@ def main(argv=None) -> int:
         door = np.maximum(own, thr)
         pooled = ((sim >= door[None]) & stranger).sum()
         acc = ((sim >= door[None]) & genuine).sum() / max(genuine.sum(), 1)
-        o = A.open_set_runs(S, P, thr, margin, own=lambda idx: calibrate(E[idx], cohort, k, args.far))
+        o = A.open_set_runs(S, P, thr, margin, own=lambda idx: calibrate(E[idx], cohort, k, args.far), crowd=crowd)
         print(f"{k:>3} {f.mean():>12.2e} {np.quantile(f, 0.99):>11.2e} {pooled / stranger.sum():>18.2e} "
               f"{acc:>14.3f} {100 * o['false_accept_rate']:>14.2f}% / {100 * o['false_reject_rate']:.1f}%", flush=True)
     g = ((sim >= thr) & genuine).sum() / max(genuine.sum(), 1)

@@ -84,31 +84,21 @@ def choose(rows: list, max_far: float):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.operating", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
-    ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
-    ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
-    ap.add_argument("--folds", default="3,4,5")
+    from bench import accuracy as A
+
+    ap = A.lfw_arguments(argparse.ArgumentParser(prog="python -m bench.operating",
+                                                 description=__doc__.splitlines()[0]))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--max-far", type=float, default=1e-3, help="strangers' photos the chosen rule may let in")
     ap.add_argument("--baseline", help="FAR,MARGIN,STRANGERS of a rule to compare the chosen one with in "
                                        "households, e.g. 1e-5,0.03,0 (the default model's rule before strangers)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
-    from bench import accuracy as A
     from bench.__main__ import progress
     from edge import cohort as co
     from edge.sidecar import model_decision, read_sidecar
-    from train.data import fold_pairs, list_items
 
-    _, people = fold_pairs(args.pairs, args.folds)
-    everyone = {it.person for it in list_items(args.lfw)}
-    keys, persons, images = A.load_images(args.lfw, everyone)
-    emb, ok = A.embed_doorface(images, args.model, args.detector, progress=progress("embed"))
-    inside = np.isin(persons, list(people))
-    cohort = A.l2_normalise(emb[~inside & ok])
-    emb, ok, persons = emb[inside], ok[inside], persons[inside]
+    emb, ok, persons, cohort = A.folds_and_cohort(args, progress("embed"))
     e = A.l2_normalise(emb)
     sim = A.similarity(emb, ok, "cosine")
     meta = read_sidecar(args.model)
@@ -116,7 +106,7 @@ def main(argv=None) -> int:
     crowds = {k: (co.crowding(e, cohort, k) if k else None) for k in NEIGHBOURS}
     own = lambda idx: co.calibrate(e[idx], cohort)   # noqa: E731 (the door's k and FAR: edge.cohort)
     rows = sweep(sim, persons, thresholds, own, crowds, seeds=args.seeds, progress=progress("rules"))
-    print(f"{int(inside.sum())} images of {len(people)} people (folds {args.folds}), {int(ok.sum())} faces found; "
+    print(f"{len(persons)} images of {len(set(persons))} people (folds {args.folds}), {int(ok.sum())} faces found; "
           f"cohort: {len(cohort)} photos of people outside these folds; {args.seeds} enrolments; every rule with "
           f"per-person thresholds")
     print(f"{'FAR':>5} {'threshold':>9} {'strangers':>9} {'margin':>6} {'stranger accept':>22} "
