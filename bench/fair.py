@@ -107,9 +107,7 @@ def group_rates(s: np.ndarray, threshold: float, margin: float, own=None, near_s
     then also needs to beat it by ``margin``, as the door's margin rule asks of every face.
     ``near_same`` (same shape, bool) marks pairs that are probably one person photographed twice (UTKFace repeats
     people); the false accepts among them are counted apart."""
-    thr = np.maximum(threshold, own if own is not None else -np.inf) * np.ones(s.shape[1])
-    crowd = np.full(len(s), -np.inf) if crowd is None else np.asarray(crowd)
-    fa = (s >= thr[None]) & (s - crowd[:, None] >= margin)
+    fa, thr, crowd = _false_accepts(s, threshold, margin, own, crowd)
     near_same = np.zeros_like(fa) if near_same is None else near_same
     top = np.argsort(-s, axis=1)
     rows = np.arange(len(s))
@@ -129,11 +127,16 @@ def summed(parts: list) -> dict:
     return t
 
 
-def false_accept_pairs(s: np.ndarray, threshold: float, margin: float, own=None, crowd=None) -> list:
-    """``(stranger row, enrolled column, score)`` of every comparison :func:`group_rates` counts as a false accept."""
+def _false_accepts(s: np.ndarray, threshold: float, margin: float, own=None, crowd=None):
+    """``(false-accept mask, each enrolled person's threshold, each stranger's crowding)`` of one enrolment."""
     thr = np.maximum(threshold, own if own is not None else -np.inf) * np.ones(s.shape[1])
     crowd = np.full(len(s), -np.inf) if crowd is None else np.asarray(crowd)
-    fa = (s >= thr[None]) & (s - crowd[:, None] >= margin)
+    return (s >= thr[None]) & (s - crowd[:, None] >= margin), thr, crowd
+
+
+def false_accept_pairs(s: np.ndarray, threshold: float, margin: float, own=None, crowd=None) -> list:
+    """``(stranger row, enrolled column, score)`` of every comparison :func:`group_rates` counts as a false accept."""
+    fa = _false_accepts(s, threshold, margin, own, crowd)[0]
     return [(int(a), int(b), float(s[a, b])) for a, b in zip(*np.nonzero(fa))]
 
 

@@ -99,6 +99,5 @@ def load_index(state_dir: Path, model_sha: str, cohort: Optional[Cohort] = None,
     if not calibrated:
         idx.thresholds = {}
     if cohort is not None and stranger_k:
-        idx = TemplateIndex(idx.embeddings, [idx.people[i] for i in idx.row_person], idx.thresholds,
-                            cohort.embeddings, stranger_k)
+        idx = idx.with_strangers(cohort.embeddings, stranger_k)
     return idx

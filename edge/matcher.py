@@ -40,6 +40,11 @@ class TemplateIndex:
         self.strangers = None if strangers is None or not stranger_k else np.asarray(strangers, np.float32)
         self.stranger_k = int(stranger_k) if self.strangers is not None else 0
 
+    def with_strangers(self, strangers: np.ndarray, stranger_k: int) -> "TemplateIndex":
+        """The same templates and thresholds, the margin also taken over ``stranger_k`` closest ``strangers``."""
+        return TemplateIndex(self.embeddings, [self.people[i] for i in self.row_person], self.thresholds,
+                             strangers, stranger_k)
+
     def __len__(self):
         return len(self.row_person)
 
