@@ -38,16 +38,19 @@ def lfw_arguments(ap, folds: str = "3,4,5"):
     return ap
 
 
-def folds_and_cohort(args, progress=None):
+def folds_and_cohort(args, progress=None, templates: bool = False):
     """Every LFW image embedded with ``args.model``: ``(embeddings, found, persons)`` of the people of
-    ``args.folds`` and the unit-length embeddings of everyone else's found faces (a stranger cohort for them)."""
+    ``args.folds``, the unit-length embeddings of everyone else's found faces (a stranger cohort for them) and the
+    folds' enrolled-template embeddings (:func:`embed_doorface`; with ``templates`` False, the plain embeddings)."""
     from train.data import fold_pairs, list_items
 
     _, people = fold_pairs(args.pairs, args.folds)
     _, persons, images = load_images(args.lfw, {it.person for it in list_items(args.lfw)})
-    emb, ok = embed_doorface(images, args.model, args.detector, progress=progress)
     inside = np.isin(persons, list(people))
-    return emb[inside], ok[inside], persons[inside], l2_normalise(emb[~inside & ok])
+    out = embed_doorface(images, args.model, args.detector, progress=progress, templates=inside if templates else None)
+    emb, ok = out[0], out[1]
+    res = (emb[inside], ok[inside], persons[inside], l2_normalise(emb[~inside & ok]))
+    return res + (out[2][inside] if templates else emb[inside],)
 
 
 def central(faces, shape):
@@ -56,20 +59,29 @@ def central(faces, shape):
     return pick_central(faces, shape)
 
 
-def embed_doorface(images, model, detector, threads=2, progress=None):
+def embed_doorface(images, model, detector, threads=2, progress=None, templates=None):
+    """``(embeddings, found)`` of the central face of every image, through the door's pipeline. ``templates``
+    (True, or a mask of the images that may be enrolled): also ``tmpl``, the embedding an enrollment from that
+    photo stores (:func:`edge.jitter.template_embedding`; zero elsewhere), returned third."""
     from edge.detector import BlazeFaceDetector
     from edge.embedder import Embedder
+    from edge.jitter import template_embedding
 
     det = BlazeFaceDetector(detector, num_threads=threads)
     emb = Embedder(model, threads).load()
     out = np.zeros((len(images), emb.dim), np.float32)
     ok = np.zeros(len(images), bool)
+    want = None if templates is None else np.broadcast_to(np.asarray(templates, bool), (len(images),))
+    tmpl = np.zeros_like(out) if want is not None else None
     for i, img in enumerate(progress(images) if progress else images):
         f = central(det.detect(img), img.shape)
         if f is not None:
-            out[i] = emb.embed_crop(emb.crop(img, f.landmarks))
+            crop = emb.crop(img, f.landmarks)
+            out[i] = emb.embed_crop(crop)
             ok[i] = True
-    return out, ok
+            if want is not None and want[i]:
+                tmpl[i] = template_embedding(emb.embed_crop, crop)
+    return (out, ok) if want is None else (out, ok, tmpl)
 
 
 def embed_dlib(images, progress=None):
@@ -95,6 +107,16 @@ def similarity(emb, ok, metric):
     else:
         sq = (emb ** 2).sum(1)
         s = -np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * emb @ emb.T, 0))
+    s[~ok, :] = -np.inf
+    s[:, ~ok] = -np.inf
+    return s
+
+
+def door_similarity(emb, tmpl, ok):
+    """Probe x enrolled-photo similarity as the door scores it: each photo as the face at the door (``emb``)
+    against each photo as an enrolled template (``tmpl``, :func:`embed_doorface`); -inf where a face is missing.
+    Rows are probes, columns enrolled photos, as :func:`open_set` reads them."""
+    s = l2_normalise(emb) @ l2_normalise(tmpl).T
     s[~ok, :] = -np.inf
     s[:, ~ok] = -np.inf
     return s

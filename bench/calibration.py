@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     from edge.config import defaults
     from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
 
-    emb, ok, persons, cohort = A.folds_and_cohort(args, progress("embed"))
+    emb, ok, persons, cohort, _ = A.folds_and_cohort(args, progress("embed"))   # enrolled as plain photos
     E, P = A.l2_normalise(emb[ok]), persons[ok]
     people = sorted(set(P))
     first = np.array([np.flatnonzero(P == p)[0] for p in people])

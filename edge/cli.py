@@ -229,12 +229,16 @@ def cmd_users(args) -> int:
     cfg = load_config(args)
     path = Path(cfg["state"]["dir"]) / gal.FILENAME
     if args.action == "reembed":
+        from functools import partial
+
         from edge.build import calibration_line, load_cohort
+        from edge.jitter import template_embedding
 
         analyzer, g = _analyzer_and_gallery(cfg)
         cohort = load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder)
         with g:
-            n = g.reembed(analyzer.embedder.embed_crop, analyzer.embedder.sha256, _progress("reembed"),
+            n = g.reembed(partial(template_embedding, analyzer.embedder.embed_crop), analyzer.embedder.sha256,
+                          _progress("reembed"),
                           input_size=analyzer.embedder.input_size, cohort=cohort)
             print(f"re-embedded {n} template(s) with model {analyzer.embedder.sha256[:12]}; "
                   f"{calibration_line(cfg, cohort)}")

@@ -11,6 +11,7 @@ import numpy as np
 from edge.camera import IMAGE_EXTS, FrameSource
 from edge.errors import EnrollmentError
 from edge.gallery import Gallery
+from edge.jitter import template_embedding
 from edge.pipeline import FaceAnalyzer
 
 NEAR_DUPLICATE = 0.97   # cosine above which a camera frame adds nothing new
@@ -172,7 +173,7 @@ def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, th
         if res.rejected:
             raise EnrollmentError(f"face in {f} is not usable: {res.rejected}")
         crops.append(res.crop)
-        embs.append(res.embedding)
+        embs.append(template_embedding(analyzer.embedder.embed_crop, res.crop))
     embs = np.stack(embs)
     sha = analyzer.embedder.sha256
     say(household_line(name, *closest_other(name, embs, gallery.index(sha)), threshold, min_margin))
@@ -216,7 +217,7 @@ def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, galler
     if len(crops) < count:
         raise EnrollmentError(f"only {len(crops)} of {count} usable, distinct face images in {seen} frames; "
                               "nothing stored (better light, one person in view, move slightly between shots)")
-    embs = np.stack(embs)
+    embs = np.stack([template_embedding(analyzer.embedder.embed_crop, c) for c in crops])
     sha = analyzer.embedder.sha256
     say(household_line(name, *closest_other(name, embs, gallery.index(sha)), threshold, min_margin))
     check = None if force else (lambda: check_not_someone_else(name, embs, gallery, sha, threshold, min_margin))
