@@ -1,8 +1,9 @@
 """`make bench-fair`: a stranger's chance of opening the door, per demographic group (UTKFace chips).
 
 Protocol (per group, NIST FRVT Part 3 style, within-group impostors): ``--enrolled`` people of the group are
-enrolled from one photo each; every other photo of the same group is presented as a stranger (UTKFace has no
-identity labels, so any two photos count as strangers: a few may be one person, and the rates are upper bounds).
+enrolled from one photo each (doorface: stored as the door stores it, a jittered template, :mod:`edge.jitter`);
+every other photo of the same group is presented as a stranger (UTKFace has no identity labels, so any two photos
+count as strangers: a few may be one person, and the rates are upper bounds).
 Repeated over ``--splits`` random enrolments; counts are summed. Reported per group and engine:
 
 - false accepts per comparison: (stranger, enrolled person) pairs scoring at or past the engine's threshold;
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.accuracy import similarity
+from bench.accuracy import door_similarity, similarity
 from edge.embedder import l2_normalise
 
 GROUPS = ("white", "black", "asian", "indian")
@@ -61,17 +62,22 @@ def load_chips(path, groups=GROUPS, per_group: int = 0):
 
 
 def embed_doorface(images, model, detector):
+    """``(embeddings, found, templates)``: each photo as the face at the door and as the template an enrollment
+    from it stores (:func:`edge.jitter.template_embedding`)."""
     from edge.detector import BlazeFaceDetector
     from edge.embedder import Embedder
     from edge.faces import largest
+    from edge.jitter import template_embedding
 
     det, emb = BlazeFaceDetector(detector, min_score=0.5), Embedder(model).load()
     out, ok = np.zeros((len(images), emb.dim), np.float32), np.zeros(len(images), bool)
+    tmpl = np.zeros_like(out)
     for i, img in enumerate(images):
         f = largest(det.detect(img))
         if f is not None:
-            out[i], ok[i] = emb.embed_crop(emb.crop(img, f.landmarks)), True
-    return out, ok
+            crop = emb.crop(img, f.landmarks)
+            out[i], ok[i], tmpl[i] = emb.embed_crop(crop), True, template_embedding(emb.embed_crop, crop)
+    return out, ok, tmpl
 
 
 def embed_face_recognition(images):
@@ -150,13 +156,15 @@ def measure(embs: dict, rules: dict, splits: list, near_same=None, keep_pairs=()
     for name, r in rules.items():
         per = {}
         for g in splits[0]:
-            e, ok = embs[r["engine"]][g]
-            sim = similarity(e, ok, r["metric"])     # photos without a face are never indexed below
+            e, ok, *tmpl = embs[r["engine"]][g]
+            # photos without a face are never indexed below; enrolled photos as the engine stores them
+            sim = door_similarity(e, tmpl[0], ok) if tmpl else similarity(e, ok, r["metric"])
+            t = tmpl[0] if tmpl else e
             parts = []
             pairs = out.setdefault("_pairs", {}).setdefault(name, []) if name in keep_pairs else None
             for k, sp in enumerate(splits):
                 _, gal, probe = (idx[ok[idx]] for idx in sp[g])      # photos without a face are left out
-                own = r["own"](k, g, l2_normalise(e[gal])) if r.get("own") else None
+                own = r["own"](k, g, l2_normalise(t[gal])) if r.get("own") else None
                 crowd = r["crowd"](k, l2_normalise(e[probe])) if r.get("crowd") else None
                 ns = near_same[g][np.ix_(probe, gal)] if near_same else None
                 parts.append(group_rates(sim[np.ix_(probe, gal)], r["threshold"], r["margin"], own, ns, crowd))
@@ -353,11 +361,11 @@ def main(argv=None) -> int:
         shipped = co.load(co.shipped_path(path)) if co.shipped_path(path).exists() else None
         balanced = [build_balanced(chips, sp, path, args.detector, Path(tempfile.mkdtemp(prefix="doorface-fair-")))
                     for sp in tqdm(splits, desc=f"{label} cohort build", file=sys.stderr)]
-        sim = persons = emb_l = None
+        sim = persons = emb_l = tmpl_l = None
         if lfw is not None:
-            emb_l, ok_l = A.embed_doorface(lfw[1], path, args.detector, progress=None)
-            persons, sim = lfw[0], A.similarity(emb_l, ok_l, "cosine")
-            emb_l = A.l2_normalise(emb_l)
+            emb_l, ok_l, tmpl_l = A.embed_doorface(lfw[1], path, args.detector, progress=None, templates=True)
+            persons, sim = lfw[0], A.door_similarity(emb_l, tmpl_l, ok_l)
+            emb_l, tmpl_l = A.l2_normalise(emb_l), A.l2_normalise(tmpl_l)
 
         def own_fn(cohort):
             return lambda k, g, E: np.array([cohort.threshold(E[i:i + 1]) for i in range(len(E))])
@@ -368,7 +376,7 @@ def main(argv=None) -> int:
         def lfw_open(threshold, cohort=None):
             if sim is None:
                 return None
-            own = (lambda idx: cohort.threshold(emb_l[idx])) if cohort is not None else None
+            own = (lambda idx: cohort.threshold(tmpl_l[idx])) if cohort is not None else None
             crowd = co.crowding(emb_l, cohort.embeddings, nk) if cohort is not None and nk else None
             return A.open_set_runs(sim, persons, threshold, margin, own=own, crowd=crowd)
 
@@ -406,7 +414,7 @@ def main(argv=None) -> int:
                                                 "threshold": -tol, "margin": 0.0, "rule": f"distance <= {tol}"}
     first = next(iter(embs))        # the default model marks the pairs that are probably one person
     near_same = {}
-    for g, (e, ok) in embs[first].items():
+    for g, (e, ok, *_) in embs[first].items():
         e = A.l2_normalise(e)
         near_same[g] = (e @ e.T >= NEAR_SAME) & ok[:, None] & ok[None]
     out = Path(args.out)

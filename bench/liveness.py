@@ -16,6 +16,8 @@ never trained on and nothing but these figures written into the repository.
 
     python -m bench.liveness [--nuaa ../shared/data/nuaa-dev.tgz] [--celeba ../shared/data/celeba-spoof-dev.tgz]
                              [--model models/doorface-liveness.tflite] [--out benchmarks] [--md BENCHMARKS.md]
+    python -m bench.liveness --variants                 # other readings of the same models (crop scales, mirror)
+    python -m bench.liveness --attack-sheet FILE.png    # every CelebA-Spoof attack by score, to look at by eye
 """
 from __future__ import annotations
 
@@ -108,6 +110,55 @@ def score_set(rows, det, model, box_map) -> dict:
         f = max(faces, key=lambda f: f.area)
         scores.append(model.score_crops(model_crops(rgb, f.box, box_map, scales, model.size)))
     return {"scores": scores, "missed": missed}
+
+
+#: Other ways to read the same two models (``--variants``): crop scales of (first, second) model, mirror averaging,
+#: how the two live probabilities are combined.
+VARIANTS = {
+    "shipped (2.7x, 4.0x, mean)": ((2.7, 4.0), False, "mean"),
+    "mirror averaged": ((2.7, 4.0), True, "mean"),
+    "mean of log-odds": ((2.7, 4.0), False, "logodds"),
+    "MiniFASNetV2 (2.7x) alone": ((2.7, 4.0), False, "first"),
+    "MiniFASNetV1SE (4.0x) alone": ((2.7, 4.0), False, "second"),
+    "crops 1.8x, 2.7x": ((1.8, 2.7), False, "mean"),
+    "crops 1.4x, 2.0x": ((1.4, 2.0), False, "mean"),
+    "crops 1.0x, 1.5x": ((1.0, 1.5), False, "mean"),
+}
+
+
+def combine(p: np.ndarray, how: str) -> float:
+    """One face's liveness from its models' live probabilities ``p`` (one per model, or per model and copy)."""
+    p = np.asarray(p, np.float64).reshape(-1, 2)
+    if how == "first":
+        return float(p[:, 0].mean())
+    if how == "second":
+        return float(p[:, 1].mean())
+    if how == "logodds":
+        q = np.clip(p, 1e-6, 1 - 1e-6)
+        return float(1 / (1 + np.exp(-np.log(q / (1 - q)).mean())))
+    return float(p.mean())
+
+
+def variant_scores(rows, det, model, box_map, variants=VARIANTS) -> dict:
+    """``{variant: [score or None per image]}`` for the largest face of every image."""
+    from edge.liveness import model_crops
+
+    out = {v: [] for v in variants}
+    live = int(model.meta["live_class"])
+    for _, _, _, bgr in rows:
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        faces = det.detect(rgb)
+        f = max(faces, key=lambda f: f.area) if faces else None
+        for v, (scales, mirror, how) in variants.items():
+            if f is None:
+                out[v].append(None)
+                continue
+            crops = model_crops(rgb, f.box, box_map, list(scales), model.size)
+            p = [model.probabilities(crops)[:, live]]
+            if mirror:
+                p.append(model.probabilities([np.ascontiguousarray(c[:, ::-1]) for c in crops])[:, live])
+            out[v].append(combine(np.stack(p), how))
+    return out
 
 
 def resolve_map(spec, shipped: dict) -> dict:
@@ -232,6 +283,27 @@ def door_level(rows, model_path: str, liveness: bool, work: Path, enroll_frames:
     return res
 
 
+def attack_sheet(rows, scores, threshold: float, path: Path, size: int = 128, per_row: int = 10) -> int:
+    """A contact sheet of every attack image with a face, highest liveness score first (rank and score on each
+    tile, green when it would pass ``threshold``), to see by eye which kinds of attack pass. Written where asked,
+    never into the repo (the dev sets are evaluation only). Returns the number of attacks drawn."""
+    import cv2
+
+    att = sorted(((s, bgr) for (_, label, _, bgr), s in zip(rows, scores) if label == 0 and s is not None),
+                 key=lambda t: -t[0])
+    tiles = []
+    for i, (s, bgr) in enumerate(att):
+        im = cv2.resize(bgr, (size, size))
+        cv2.putText(im, f"{i} {s:.2f}", (3, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (0, 255, 0) if s >= threshold else (0, 0, 255), 2)
+        tiles.append(im)
+    if not tiles:
+        return 0
+    tiles += [np.zeros_like(tiles[0])] * ((-len(tiles)) % per_row)
+    cv2.imwrite(str(path), np.vstack([np.hstack(tiles[i:i + per_row]) for i in range(0, len(tiles), per_row)]))
+    return len(att)
+
+
 def plot(sets: dict, threshold: float, path: Path) -> None:
     import matplotlib
 
@@ -295,6 +367,10 @@ def main(argv=None) -> int:
     ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
     ap.add_argument("--embedder", default="models/doorface-dlib-int8.tflite", help="the speed baseline")
     ap.add_argument("--no-door", action="store_true", help="skip the door-level NUAA run")
+    ap.add_argument("--variants", action="store_true",
+                    help="print how other readings of the two models do (crop scales, mirror, log-odds), and stop")
+    ap.add_argument("--attack-sheet", metavar="FILE.png",
+                    help="draw celeba-spoof-dev's attacks, highest score first, here (outside the repo), and stop")
     ap.add_argument("--out", default="benchmarks")
     ap.add_argument("--md", help="also write the section into this markdown file (BENCHMARKS.md)")
     args = ap.parse_args(argv)
@@ -316,6 +392,20 @@ def main(argv=None) -> int:
     res = {"date": dt.date.today().isoformat(), "model": args.model, "quantization": model.meta.get("quantization"),
            "threshold": model.threshold, "box_map": shipped, "size_kb": Path(args.model).stat().st_size / 1024,
            "sets": {}, "door": {}}
+    if args.variants:
+        print("| set | reading | APCER | BPCER | AUC | APCER@BPCER10% |\n|---|---|---|---|---|---|")
+        for n, rs in rows.items():
+            for v, sc in variant_scores(rs, det, model, shipped).items():
+                keep = [i for i, x in enumerate(sc) if x is not None]
+                m = pad_metrics([rs[i][1] for i in keep], [sc[i] for i in keep], model.threshold)
+                print(f"| {n} | {v} | {100 * m['apcer']:.1f}% | {100 * m['bpcer']:.1f}% | {m['auc']:.3f} | "
+                      f"{100 * m['apcer_at_bpcer_10']:.1f}% |", flush=True)
+        return 0
+    if args.attack_sheet:
+        rs = rows.get("celeba-spoof-dev") or next(iter(rows.values()))
+        n = attack_sheet(rs, score_set(rs, det, model, shipped)["scores"], model.threshold, Path(args.attack_sheet))
+        print(f"wrote {n} attacks to {args.attack_sheet}")
+        return 0
     dist = {}
     for n, rs in rows.items():
         res["sets"][n] = {}

@@ -167,3 +167,34 @@ def test_fair_pairs_sheet_shows_each_false_accept_pair(tmp_path):
     assert img.shape == (50 + 18, 4 * 100, 3)          # two pairs and two blank tiles in one row
     pairs_sheet(chips, [], tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_liveness_attack_sheet_draws_attacks_highest_score_first(tmp_path):
+    import cv2
+
+    from bench.liveness import attack_sheet
+
+    def img(v):
+        return np.full((60, 60, 3), v, np.uint8)
+
+    rows = [("a", 0, "", img(10)), ("b", 0, "", img(200)), ("c", 1, "", img(90)), ("d", 0, "", img(50))]
+    scores = [0.2, 0.9, 0.99, None]               # a live face and an attack without a face are not drawn
+    assert attack_sheet(rows, scores, 0.5, tmp_path / "s.png", size=40, per_row=3) == 2
+    sheet = cv2.imread(str(tmp_path / "s.png"))
+    assert sheet.shape == (40, 3 * 40, 3)
+    first, second = sheet[30:, 30:40], sheet[30:, 70:80]  # corners below the label: the images themselves
+    assert first.mean() > 150 and second.mean() < 30      # 0.9 before 0.2
+    assert sheet[:, 80:].max() == 0                       # the blank tile filling the row
+    assert attack_sheet(rows[2:3], scores[2:3], 0.5, tmp_path / "none.png") == 0
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_liveness_readings_combine_the_two_models():
+    from bench.liveness import combine
+
+    p = np.array([[0.9, 0.5]])                       # live probability of the first and the second model
+    assert combine(p, "mean") == pytest.approx(0.7)
+    assert combine(p, "first") == pytest.approx(0.9) and combine(p, "second") == pytest.approx(0.5)
+    # log-odds: ln 9 and 0 average to ln 3, probability 0.75; mirrored copies are rows, averaged alike
+    assert combine(p, "logodds") == pytest.approx(0.75)
+    assert combine(np.array([[0.9, 0.5], [0.7, 0.3]]), "mean") == pytest.approx(0.6)
