@@ -10,22 +10,7 @@ import numpy as np
 
 from edge.decision import passes
 from edge.embedder import l2_normalise
-
-
-def load_images(archive, people):
-    """``(keys, persons, rgb images)`` of every image of ``people`` in an LFW archive or tree."""
-    import cv2
-
-    from train.data import iter_images
-
-    keys, persons, images = [], [], []
-    for item, data in iter_images(archive):
-        if item.person in people:
-            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            keys.append(item.key)
-            persons.append(item.person)
-            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return keys, np.array(persons), images
+from train.data import load_images  # noqa: F401 (bench.accuracy.load_images, used by the benches)
 
 
 def lfw_arguments(ap, folds: str = "3,4,5"):
@@ -53,35 +38,12 @@ def folds_and_cohort(args, progress=None, templates: bool = False):
     return res + (out[2][inside] if templates else emb[inside],)
 
 
-def central(faces, shape):
-    from train.preprocess import pick_central
-
-    return pick_central(faces, shape)
-
-
 def embed_doorface(images, model, detector, threads=2, progress=None, templates=None):
-    """``(embeddings, found)`` of the central face of every image, through the door's pipeline. ``templates``
-    (True, or a mask of the images that may be enrolled): also ``tmpl``, the embedding an enrollment from that
-    photo stores (:func:`edge.jitter.template_embedding`; zero elsewhere), returned third."""
-    from edge.detector import BlazeFaceDetector
-    from edge.embedder import Embedder
-    from edge.jitter import template_embedding
+    """:func:`convert.thresholds.door_embeddings`: ``(embeddings, found)`` of the central face of every image
+    through the door's pipeline, and with ``templates`` the template an enrollment from each photo stores."""
+    from convert.thresholds import door_embeddings
 
-    det = BlazeFaceDetector(detector, num_threads=threads)
-    emb = Embedder(model, threads).load()
-    out = np.zeros((len(images), emb.dim), np.float32)
-    ok = np.zeros(len(images), bool)
-    want = None if templates is None else np.broadcast_to(np.asarray(templates, bool), (len(images),))
-    tmpl = np.zeros_like(out) if want is not None else None
-    for i, img in enumerate(progress(images) if progress else images):
-        f = central(det.detect(img), img.shape)
-        if f is not None:
-            crop = emb.crop(img, f.landmarks)
-            out[i] = emb.embed_crop(crop)
-            ok[i] = True
-            if want is not None and want[i]:
-                tmpl[i] = template_embedding(emb.embed_crop, crop)
-    return (out, ok) if want is None else (out, ok, tmpl)
+    return door_embeddings(images, model, detector, threads, progress, templates)
 
 
 def embed_dlib(images, progress=None):

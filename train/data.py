@@ -145,6 +145,21 @@ def parse_folds(text: str) -> set:
         raise ValueError(f"folds must be 1-based numbers separated by commas, not {text!r}") from None
 
 
+def load_images(archive, people):
+    """``(keys, persons, rgb images)`` of every image of ``people`` in an LFW archive or tree."""
+    import cv2
+    import numpy as np
+
+    keys, persons, images = [], [], []
+    for item, data in iter_images(archive):
+        if item.person in people:
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            keys.append(item.key)
+            persons.append(item.person)
+            images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return keys, np.array(persons), images
+
+
 def fold_pairs(pairs_path, folds: str):
     """``(pairs, identities)`` of the given folds of a pairs file: the one held-out split of evaluation,
     conversion and benchmarks."""
