@@ -113,3 +113,12 @@ def capture(samples, detector_path):
 def write_rgb(path, img) -> str:
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return str(path)
+
+
+def door_config(tmp_path, model, detector, extra: str = "") -> list:
+    """``["--config", path]`` of a door config in ``tmp_path``: ``model`` and ``detector``, a mock relay, the state in
+    ``tmp_path/state``, then ``extra`` TOML."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\nembedder = "{model}"\ndetector = "{detector}"\n'
+                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n{extra}')
+    return ["--config", str(cfg)]

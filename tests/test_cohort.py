@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import door_config
 from edge import cohort as co
 from edge.decision import DecisionPolicy, Observation, PolicyConfig, passes
 from edge.errors import GalleryError
@@ -148,10 +149,7 @@ def test_cohort_build_show_reset_recalibrate_everyone(tmp_path, samples, capture
                                                       capsys):
     from edge import cli
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
-                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
-    args = ["--config", str(cfg)]
+    args = door_config(tmp_path, shipped_model, detector_path)
     shipped = co.shipped_path(shipped_model)
     if not shipped.exists():
         pytest.skip(f"{shipped} missing: run `python -m convert.cohort --model {shipped_model}`")
@@ -209,10 +207,7 @@ def test_the_daemon_refuses_a_gallery_calibrated_against_another_cohort(tmp_path
                                                                         detector_path, capsys):
     from edge import cli
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
-                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
-    args = ["--config", str(cfg)]
+    args = door_config(tmp_path, shipped_model, detector_path)
     if not co.shipped_path(shipped_model).exists():
         pytest.skip("no shipped cohort for the test model")
     assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
@@ -275,11 +270,7 @@ def test_strangers_level_is_the_median_crowding_of_a_persons_templates():
 def test_calibration_off_is_said_and_drops_own_thresholds(tmp_path, samples, shipped_model, detector_path, capsys):
     from edge import cli
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
-                   f'[match]\ncalibration = "off"\n'
-                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
-    args = ["--config", str(cfg)]
+    args = door_config(tmp_path, shipped_model, detector_path, '[match]\ncalibration = "off"\n')
     assert cli.main(["config", "--validate", *args]) == 0
     assert "per-person thresholds OFF" in capsys.readouterr().out
     assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import rgb
+from conftest import door_config, rgb
 from edge import cli
 from edge.gallery import Gallery
 
@@ -13,10 +13,7 @@ def run(args, config_for_args):
 
 @pytest.fixture
 def args(tmp_path, shipped_model, detector_path):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nembedder = "{shipped_model}"\ndetector = "{detector_path}"\n'
-                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
-    return ["--config", str(cfg)]
+    return door_config(tmp_path, shipped_model, detector_path)
 
 
 def people(tmp_path):

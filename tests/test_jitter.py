@@ -1,7 +1,7 @@
 """Enrolled templates are the mean embedding of the stored crop and slightly moved copies of it (edge.jitter)."""
 import numpy as np
 
-from conftest import rgb
+from conftest import door_config, rgb
 from edge import cli
 from edge.embedder import FakeEmbedder
 from edge.gallery import Gallery
@@ -40,10 +40,8 @@ def test_enrollment_stores_jittered_templates_and_reembed_gives_them_again(tmp_p
     from edge.build import build_analyzer
     from edge import config
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nembedder = "{port_model}"\ndetector = "{detector_path}"\n'
-                   f'[relay]\nbackend = "mock"\n[state]\ndir = "{tmp_path / "state"}"\n')
-    args = ["--config", str(cfg)]
+    args = door_config(tmp_path, port_model, detector_path)
+    cfg = args[1]
     assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
     analyzer = build_analyzer(config.load(str(cfg)))
     emb = analyzer.embedder
