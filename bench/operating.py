@@ -10,9 +10,9 @@ default (``[match] calibration = "cohort"``): each enrolled person's own thresho
 ``neighbours`` > 0, the margin taken over the face's closest strangers too (:func:`edge.cohort.crowding`). The
 cohort is every LFW photo of people outside ``--folds`` (as the shipped cohort is every photo outside the reporting
 folds), labels unused. Enrolled photos are scored as the door stores them (the jittered template of
-:mod:`edge.jitter`), the faces at the door as they come. The chosen rule is the loosest (fewest enrolled rejects) letting in at most ``--max-far`` of
-strangers' photos. Convert with ``python -m convert ... --far-target F --min-margin M --stranger-neighbours K`` to
-record it in the sidecar.
+:mod:`edge.jitter`), the faces at the door as they come. The chosen rule is the loosest (fewest enrolled rejects)
+letting in at most ``--max-far`` of strangers' photos. Record it in the sidecar with ``python -m convert.decision
+MODEL --far-target F --min-margin M --stranger-neighbours K --note ...``.
 """
 from __future__ import annotations
 
