@@ -37,16 +37,16 @@ models: $(DETECTOR)
 install-edge:
 	test -x $(VPY) || $(PY) -m venv --system-site-packages $(VENV)
 	$(VPY) -m pip install --quiet 'numpy<2' -e '.[edge]'
-	test -f $(DETECTOR) || $(VPY) -m edge.assets models models
+	test -f $(DETECTOR) || $(VPY) -m edge.vision.assets models models
 
 $(DETECTOR): | $(STAMP)
-	$(VPY) -m edge.assets models models
+	$(VPY) -m edge.vision.assets models models
 
 samples: install
-	$(VPY) -m edge.assets samples
+	$(VPY) -m edge.vision.assets samples
 
 demo: install
-	$(VPY) -m edge.demo
+	$(VPY) -m edge.cli.demo
 
 test: install
 	$(VPY) -m pytest -q

@@ -16,32 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def progress(desc):
-    def wrap(items):
-        from tqdm import tqdm
-
-        return tqdm(items, desc=desc, file=sys.stderr)
-    return wrap
-
-
-def have_dlib() -> bool:
-    try:
-        import face_recognition  # noqa: F401  (importable = usable)
-        return True
-    except Exception:
-        return False
-
-
-#: The models `make bench` compares with face_recognition by default.
-DEFAULT_MODELS = ("doorface dlib-port int8=models/doorface-dlib-int8.tflite",
-                  "doorface small int8=models/doorface-int8.tflite")
-
-
-def parse_model(arg: str):
-    """``LABEL=PATH`` or ``PATH`` (labelled by its file name)."""
-    label, path = arg.split("=", 1) if "=" in arg else (Path(arg).stem, arg)
-    return label, path
+from bench.common import DEFAULT_MODELS, have_dlib, parse_model, progress
 
 
 def run_speed(engine, threads, frames_path, model, repeat):
@@ -58,7 +33,7 @@ def run_speed(engine, threads, frames_path, model, repeat):
 
 
 def scaling(sizes=(10, 100, 1000, 10000), dim=128, queries=200):
-    from edge.matcher import TemplateIndex
+    from edge.people.matcher import TemplateIndex
 
     rng = np.random.default_rng(0)
     out = []
@@ -217,7 +192,7 @@ def write_md(res, md: Path, out: Path):
               "images and every image of the people never enrolled. Single-image decisions (the daemon further "
               "requires 3 agreeing frames of 5). Three random enrolments, counts summed (probes below are the sums). "
               "doorface's enrolled photos are stored as the door stores them: the mean embedding of the photo and "
-              "6 slightly moved copies (`edge.jitter`); face_recognition's as its default (`num_jitters=1`).",
+              "6 slightly moved copies (`edge.vision.jitter`); face_recognition's as its default (`num_jitters=1`).",
               "",
               "| engine | rule | enrolled | genuine probes | stranger probes | false accept (stranger let in) | "
               "false reject | misidentified |", "|---|---|---|---|---|---|---|---|"]
@@ -268,8 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dlib", action="store_true")
     args = ap.parse_args(argv)
     from bench.frames import door_frames
-    from edge.assets import fetch_samples
-    from edge.detector import BlazeFaceDetector
+    from edge.vision.assets import fetch_samples
+    from edge.vision.detector import BlazeFaceDetector
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -294,7 +269,7 @@ def main(argv=None) -> int:
     sizes = {label: Path(p).stat().st_size for label, p in models.items()}
     res["models"] = models
     if dlib:
-        from train.teacher import dlib_model_paths
+        from convert.dlib import dlib_model_paths
 
         p = dlib_model_paths()
         sizes["face_recognition (dlib)"] = os.path.getsize(p["resnet"]) + os.path.getsize(p["shape5"])
@@ -312,9 +287,9 @@ def main(argv=None) -> int:
 
 def accuracy(args, models: dict, dlib) -> dict:
     from bench import accuracy as A
-    from edge import cohort
+    from edge.people import cohort
     from edge.config import defaults
-    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
+    from edge.vision.sidecar import operating_point, read_sidecar, stranger_neighbours
     from train.data import fold_pairs, parse_folds
 
     pairs, people = fold_pairs(args.pairs, args.folds)
@@ -329,13 +304,13 @@ def accuracy(args, models: dict, dlib) -> dict:
         reports[name] = rep
         meta, match = read_sidecar(model), defaults()["match"]
         thr, margin, far = operating_point(meta, match)
-        door = A.door_similarity(emb, tmpl, ok)      # enrolled photos as the door stores them (edge.jitter)
+        door = A.door_similarity(emb, tmpl, ok)      # enrolled photos as the door stores them (edge.vision.jitter)
         o = A.open_set_runs(door, persons, thr, margin=margin)
         o["rule"] = (f"cosine >= {thr:.3f} (FAR {far}), margin {margin:g} over the second person: the global "
                      "threshold alone (calibration off)")
         opens[name] = o
         shipped = cohort.shipped_path(model)
-        if shipped.exists():    # the door's default: each person's own threshold too (edge.cohort)
+        if shipped.exists():    # the door's default: each person's own threshold too (edge.people.cohort)
             c = cohort.load(shipped)
             e, t = A.l2_normalise(emb), A.l2_normalise(tmpl)
             k = stranger_neighbours(meta, match)

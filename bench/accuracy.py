@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.decision import passes
-from edge.embedder import l2_normalise
+from edge.door.decision import passes
+from edge.vision.embedder import l2_normalise
 from train.data import load_images  # noqa: F401 (bench.accuracy.load_images, used by the benches)
 
 
@@ -106,9 +106,9 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None, crowd=None):
     """Enroll half of the people with 2+ images from 1-3 images each; probe with their other images and with
     every image of people never enrolled. A probe is accepted as the enrolled person with the highest score when
     that score reaches ``threshold`` (and beats the second person by ``margin``). ``own(image indices)``, when
-    given, is an enrolled person's own threshold (edge.cohort) from their enrolment images; the stricter of the two
-    applies, as at the door. ``crowd`` (one value per image, :func:`edge.cohort.crowding`), when given: the margin
-    is taken over the stranger cohort too, as :class:`edge.matcher.TemplateIndex` does."""
+    given, is an enrolled person's own threshold (edge.people.cohort) from their enrolment images; the stricter of the two
+    applies, as at the door. ``crowd`` (one value per image, :func:`edge.people.cohort.crowding`), when given: the margin
+    is taken over the stranger cohort too, as :class:`edge.people.matcher.TemplateIndex` does."""
     rng = np.random.default_rng(seed)
     people = sorted(set(persons))
     multi = [p for p in people if (persons == p).sum() >= 2]

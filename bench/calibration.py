@@ -1,10 +1,10 @@
-"""Choose the per-person calibration's tail size (edge.cohort.TAIL_K) on LFW, never on the UTKFace set it is
+"""Choose the per-person calibration's tail size (edge.people.cohort.TAIL_K) on LFW, never on the UTKFace set it is
 measured on.
 
     python -m bench.calibration --model models/doorface-dlib-int8.tflite [--folds 3,4,5] [--far 1e-4]
 
 Every person of ``--folds`` is enrolled from their first photo; the cohort is every LFW photo of the people outside
-those folds. For each tail size k, each person's own threshold is computed as the door does (edge.cohort.calibrate),
+those folds. For each tail size k, each person's own threshold is computed as the door does (edge.people.cohort.calibrate),
 *without* the global floor, and the false-accept rate it actually gives against the other people of the folds (LFW
 strangers the cohort never saw) is measured: a well-calibrated k gives a mean per-person rate at or below ``--far``;
 a larger k is stricter than needed (more genuine rejects). Also reported with the global floor, as at the door:
@@ -34,10 +34,10 @@ def main(argv=None) -> int:
                                                  description=__doc__.splitlines()[0]))
     ap.add_argument("--far", type=float, default=1e-4)
     args = ap.parse_args(argv)
-    from bench.__main__ import progress
-    from edge.cohort import calibrate, crowding
+    from bench.common import progress
+    from edge.people.cohort import calibrate, crowding
     from edge.config import defaults
-    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
+    from edge.vision.sidecar import operating_point, read_sidecar, stranger_neighbours
 
     emb, ok, persons, cohort, _ = A.folds_and_cohort(args, progress("embed"))   # enrolled as plain photos
     E, P = A.l2_normalise(emb[ok]), persons[ok]

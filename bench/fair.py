@@ -1,7 +1,7 @@
 """`make bench-fair`: a stranger's chance of opening the door, per demographic group (UTKFace chips).
 
 Protocol (per group, NIST FRVT Part 3 style, within-group impostors): ``--enrolled`` people of the group are
-enrolled from one photo each (doorface: stored as the door stores it, a jittered template, :mod:`edge.jitter`);
+enrolled from one photo each (doorface: stored as the door stores it, a jittered template, :mod:`edge.vision.jitter`);
 every other photo of the same group is presented as a stranger (UTKFace has no identity labels, so any two photos
 count as strangers: a few may be one person, and the rates are upper bounds).
 Repeated over ``--splits`` random enrolments; counts are summed. Reported per group and engine:
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.accuracy import door_similarity, similarity
-from edge.embedder import l2_normalise
+from bench.common import DEFAULT_MODELS, have_dlib, parse_model
+from edge.vision.embedder import l2_normalise
 
 GROUPS = ("white", "black", "asian", "indian")
 #: Pairs the default model scores at or above this are counted apart as probably one person: UTKFace has no identity
@@ -63,11 +64,11 @@ def load_chips(path, groups=GROUPS, per_group: int = 0):
 
 def embed_doorface(images, model, detector):
     """``(embeddings, found, templates)``: each photo as the face at the door and as the template an enrollment
-    from it stores (:func:`edge.jitter.template_embedding`)."""
-    from edge.detector import BlazeFaceDetector
-    from edge.embedder import Embedder
-    from edge.faces import largest
-    from edge.jitter import template_embedding
+    from it stores (:func:`edge.vision.jitter.template_embedding`)."""
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.embedder import Embedder
+    from edge.vision.faces import largest
+    from edge.vision.jitter import template_embedding
 
     det, emb = BlazeFaceDetector(detector, min_score=0.5), Embedder(model).load()
     out, ok = np.zeros((len(images), emb.dim), np.float32), np.zeros(len(images), bool)
@@ -108,8 +109,8 @@ def splits_of(sizes: dict, cohort_per: int, enrolled: int, strangers: int, split
 
 def group_rates(s: np.ndarray, threshold: float, margin: float, own=None, near_same=None, crowd=None) -> dict:
     """False accepts of one enrolment: ``s`` is (strangers, enrolled) similarity (higher = more alike); ``own`` the
-    enrolled people's own thresholds (the stricter of it and ``threshold`` applies, as in edge.decision.passes);
-    ``crowd`` each stranger's closeness to their closest cohort strangers (edge.cohort.crowding): a comparison
+    enrolled people's own thresholds (the stricter of it and ``threshold`` applies, as in edge.door.decision.passes);
+    ``crowd`` each stranger's closeness to their closest cohort strangers (edge.people.cohort.crowding): a comparison
     then also needs to beat it by ``margin``, as the door's margin rule asks of every face.
     ``near_same`` (same shape, bool) marks pairs that are probably one person photographed twice (UTKFace repeats
     people); the false accepts among them are counted apart."""
@@ -121,7 +122,7 @@ def group_rates(s: np.ndarray, threshold: float, margin: float, own=None, near_s
     second = np.maximum(second, crowd)
     return {"comparisons": int(s.size), "false_accepts": int(fa.sum()), "near_same": int((fa & near_same).sum()),
             "stranger_probes": len(s),
-            # edge.decision.passes, vectorised over every stranger (the best enrolled person is known).
+            # edge.door.decision.passes, vectorised over every stranger (the best enrolled person is known).
             "strangers_let_in": int(((best >= thr[top[:, 0]]) & (best - second >= margin)).sum())}
 
 
@@ -268,14 +269,12 @@ def plot(res: dict, path: Path) -> None:
 def build_balanced(chips: dict, split: dict, model: str, detector: str, workdir: Path):
     """The balanced cohort of one split, built the way an installer would: the split's cohort photos written to a
     folder (deleted afterwards) and `doorface cohort build --images` on it, in a scratch state dir."""
-    import contextlib
-    import io
     import shutil
 
     import cv2
 
-    from edge import cli
-    from edge import cohort as co
+    from bench.common import doorface
+    from edge.people import cohort as co
 
     src, state = workdir / "faces", workdir / "state"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -285,11 +284,10 @@ def build_balanced(chips: dict, split: dict, model: str, detector: str, workdir:
             cv2.imwrite(str(src / g / chips[g][i][0]), cv2.cvtColor(chips[g][i][1], cv2.COLOR_RGB2BGR))
     empty = workdir / "empty.toml"
     empty.write_text("")
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = cli.main(["cohort", "build", "--images", str(src), "--source", "utkface-dev, one half (bench only)",
-                         "--config", str(empty), "--state-dir", str(state), "--model", model])
+    code, _, err = doorface(["cohort", "build", "--images", src, "--source", "utkface-dev, one half (bench only)",
+                             "--config", empty, "--state-dir", state, "--model", model])
     if code != 0:
-        raise RuntimeError(f"doorface cohort build failed ({code})")
+        raise RuntimeError(f"doorface cohort build failed ({code}): {err.strip()}")
     cohort = co.load(state / co.FILENAME)
     shutil.rmtree(workdir, ignore_errors=True)      # nothing derived from UTKFace outlives the run
     return cohort
@@ -333,11 +331,10 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from bench import accuracy as A
-    from bench.__main__ import DEFAULT_MODELS, have_dlib, parse_model
     from bench.model import update_md
-    from edge import cohort as co
+    from edge.people import cohort as co
     from edge.config import defaults
-    from edge.sidecar import operating_point, read_sidecar, stranger_neighbours
+    from edge.vision.sidecar import operating_point, read_sidecar, stranger_neighbours
     from train.data import fold_pairs
 
     if not Path(args.data).exists():

@@ -9,7 +9,7 @@ def door_frames(samples_dir, detector, n: int = 20, seed: int = 0):
 
     import cv2
 
-    from edge.demo import H, W, background, face_patch
+    from edge.door.democlip import H, W, background, face_patch
 
     rng = np.random.default_rng(seed)
     patches = []

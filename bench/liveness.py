@@ -22,8 +22,6 @@ never trained on and nothing but these figures written into the repository.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import tarfile
@@ -96,7 +94,7 @@ def pad_metrics(labels, scores, threshold: float) -> dict:
 
 def score_set(rows, det, model, box_map) -> dict:
     """Liveness scores of the largest face of every image (None where BlazeFace found no face)."""
-    from edge.liveness import model_crops
+    from edge.vision.liveness import model_crops
 
     scales = [c["scale"] for c in model.meta["crops"]]
     scores, missed = [], 0
@@ -141,7 +139,7 @@ def combine(p: np.ndarray, how: str) -> float:
 
 def variant_scores(rows, det, model, box_map, variants=VARIANTS) -> dict:
     """``{variant: [score or None per image]}`` for the largest face of every image."""
-    from edge.liveness import model_crops
+    from edge.vision.liveness import model_crops
 
     out = {v: [] for v in variants}
     live = int(model.meta["live_class"])
@@ -202,14 +200,12 @@ def timing(model, embedder, det, rows, n: int = 60) -> dict:
 
 
 def _cli(argv) -> str:
-    from edge.cli import main
+    from bench.common import doorface
 
-    buf, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-        code = main(argv)
+    code, out, err = doorface(argv)
     if code not in (0, 1):
-        raise RuntimeError(f"doorface {' '.join(argv[:2])}: exit {code}: {err.getvalue().strip()}")
-    return buf.getvalue()
+        raise RuntimeError(f"doorface {' '.join(argv[:2])}: exit {code}: {err.strip()}")
+    return out
 
 
 def session(name: str) -> str:
@@ -376,9 +372,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import datetime as dt
 
-    from edge.detector import BlazeFaceDetector
-    from edge.embedder import Embedder
-    from edge.liveness import LivenessModel
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.embedder import Embedder
+    from edge.vision.liveness import LivenessModel
 
     sets = {n: p for n, p in (("nuaa-dev", args.nuaa), ("celeba-spoof-dev", args.celeba)) if Path(p).exists()}
     if not sets:

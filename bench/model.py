@@ -16,7 +16,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time, numpy as np
 from bench.speed import peak_rss_mb
-from edge.embedder import Embedder
+from edge.vision.embedder import Embedder
 e = Embedder(sys.argv[1], int(sys.argv[2]), [sys.argv[3]]).load()
 crop = np.random.default_rng(0).integers(0, 255, (e.input_size, e.input_size, 3), dtype=np.uint8)
 for _ in range(20):

@@ -34,9 +34,9 @@ def _median_ms(ts):
 def _door_strangers(emb):
     """The shipped cohort's embeddings and how many of a face's closest ones the door's margin is taken over
     (``(None, 0)`` for a model whose default does not)."""
-    from edge import cohort as co
+    from edge.people import cohort as co
     from edge.config import defaults
-    from edge.sidecar import stranger_neighbours
+    from edge.vision.sidecar import stranger_neighbours
 
     k = stranger_neighbours(emb.meta, defaults()["match"])
     path = co.shipped_path(emb.model_path)
@@ -47,11 +47,11 @@ def _door_strangers(emb):
 
 def bench_doorface(frames, threads, model, detector, repeat, gallery_size=100):
     t0 = time.perf_counter()
-    from edge.detector import BlazeFaceDetector
-    from edge.embedder import Embedder
-    from edge.matcher import TemplateIndex
-    from edge.pipeline import FaceAnalyzer
-    from edge.quality import QualityConfig
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.embedder import Embedder
+    from edge.people.matcher import TemplateIndex
+    from edge.vision.analyzer import FaceAnalyzer
+    from edge.vision.quality import QualityConfig
 
     det = BlazeFaceDetector(detector, num_threads=threads).load()
     emb = Embedder(model, threads).load()
@@ -60,7 +60,7 @@ def bench_doorface(frames, threads, model, detector, repeat, gallery_size=100):
     strangers, k = _door_strangers(emb)      # the match stage as the door runs it (margin over cohort strangers)
     index = TemplateIndex(g / np.linalg.norm(g, axis=1, keepdims=True), [f"p{i // 5}" for i in range(gallery_size)],
                           strangers=strangers, stranger_k=k)
-    an = FaceAnalyzer(det, emb, QualityConfig(), index)
+    an = FaceAnalyzer(det, emb, QualityConfig())
     an.analyze(frames[0])  # warm up
     startup = time.perf_counter() - t0
     st = {"detect": [], "align": [], "embed": [], "match": []}
@@ -81,7 +81,9 @@ def bench_doorface(frames, threads, model, detector, repeat, gallery_size=100):
     n = 0
     for _ in range(repeat):
         for f in frames:
-            an.analyze(f)
+            res = an.analyze(f)
+            if res is not None and res.embedding is not None:
+                index.match(res.embedding)   # as the door's loop does
             n += 1
     loop = time.perf_counter() - t
     return st, n / loop, startup

@@ -47,7 +47,7 @@ def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: i
                       variants: bool = True, template: str = "arcface112") -> np.ndarray:
     """``count`` aligned faces at ``size``: one per identity (not in ``exclude_people``), with lighting variants.
     A cache's crops are used as they are (its template must be the model's); photos are aligned to ``template``."""
-    from edge.align import get_template, resize_crop
+    from edge.vision.align import get_template, resize_crop
 
     rng = np.random.default_rng(seed)
     calib = Path(calib)
@@ -62,10 +62,10 @@ def calibration_faces(calib, size: int, exclude_people: set, count: int, seed: i
             sorted(rng.choice(sorted(first.values()), count, replace=False))
         faces = crops[idx]
     else:
-        from edge.detector import BlazeFaceDetector
-        from edge.align import align_face
-        from edge.enroll import expand_paths, read_rgb
-        from edge.faces import largest
+        from edge.vision.detector import BlazeFaceDetector
+        from edge.vision.align import align_face
+        from edge.vision.images import expand_paths, read_rgb
+        from edge.vision.faces import largest
 
         det = BlazeFaceDetector(os.environ.get("DOORFACE_DETECTOR", "models/face_detection_short_range.tflite"))
         faces = []
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-flip-average", action="store_true",
                     help="export the plain embedder (default: embedding of the face plus its mirror image, "
                          "see train.model.flip_averaged; twice the embedding cost)")
-    ap.add_argument("--template", help="alignment template of the model's crops (edge.align.TEMPLATES; default: the "
+    ap.add_argument("--template", help="alignment template of the model's crops (edge.vision.align.TEMPLATES; default: the "
                                        "port's source.json, else arcface112)")
     ap.add_argument("--min-margin", type=float,
                     help="the door's margin rule for this model (best person over the second best), recorded as "
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
                     help="the door's default FAR target for this model, recorded as decision.far_target")
     ap.add_argument("--stranger-neighbours", type=int,
                     help="how many of a face's closest cohort strangers the margin is also taken over, recorded as "
-                         "decision.stranger_neighbours (edge.cohort.crowding; 0: the second person only)")
+                         "decision.stranger_neighbours (edge.people.cohort.crowding; 0: the second person only)")
     ap.add_argument("--decision-note", default="", help="how --far-target/--min-margin were chosen (recorded)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     """Evaluation set -> variants and their parity -> the gate -> files and sidecars."""
-    from edge.align import DEFAULT_TEMPLATE, get_template
+    from edge.vision.align import DEFAULT_TEMPLATE, get_template
 
     model_path = Path(args.model)
     model = load_keras(model_path)
@@ -200,7 +200,7 @@ def run(args) -> int:
 def evaluation_set(args, size: int) -> dict:
     """The held-out faces of the cache (identities of ``--folds`` of ``--pairs``, else the last fifth of people
     with 2+ images), their keys, identities, crops and model inputs, and the pairs."""
-    from edge.align import resize_crop
+    from edge.vision.align import resize_crop
     from train.data import fold_pairs
     from train.preprocess import load_cache
 
@@ -230,7 +230,7 @@ def convert_variants(model, args, ev, calib, out: Path, template: str):
     """float32 and ``--quant``, written to hidden temporary files, each measured against Keras on the
     evaluation set: ``(results, temporary paths, Keras embeddings)``."""
     from convert.tflite import convert, op_summary
-    from edge.embedder import l2_normalise
+    from edge.vision.embedder import l2_normalise
     from train.evaluate import tflite_embedder
 
     x = ev["input"]
@@ -273,8 +273,8 @@ def gate(results: dict, args, have_pairs: bool) -> list:
 def write_model_sidecar(path: Path, quant: str, result: dict, args, ev, template: str, normalisation: str,
                         l2_normalised: bool, extra: dict) -> None:
     from convert.tflite import io_details
-    from edge.align import get_template
-    from edge.sidecar import write_sidecar
+    from edge.vision.align import get_template
+    from edge.vision.sidecar import write_sidecar
 
     rep = result["eval"]
     io = io_details(path)
@@ -283,7 +283,7 @@ def write_model_sidecar(path: Path, quant: str, result: dict, args, ev, template
         "quantization": quant,
         "input": {**io["input"], "color_order": "RGB", "value_range": [0, 255], "normalisation": normalisation,
                   "template": template,
-                  "alignment": f"edge.align: 4-point similarity to the {template} template, then resize",
+                  "alignment": f"edge.vision.align: 4-point similarity to the {template} template, then resize",
                   "crop_size": get_template(template).size},
         "output": {**io["output"], "embedding_dim": int(io["output"]["shape"][-1]), "l2_normalised": l2_normalised},
         "embedding_dim": int(io["output"]["shape"][-1]),

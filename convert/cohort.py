@@ -1,5 +1,5 @@
 """The default stranger cohort that ships beside a model: embeddings (no images) of LFW faces, for per-person
-thresholds (:mod:`edge.cohort`).
+thresholds (:mod:`edge.people.cohort`).
 
     python -m convert.cohort --model models/doorface-dlib-int8.tflite [--lfw ARCHIVE] [--pairs PAIRS]
                              [--exclude-folds 1,2]
@@ -41,8 +41,8 @@ def embed_lfw(archive, model: str, detector: str, exclude: set, progress=None):
     """``(embeddings, persons)`` of every image of the archive whose person is not in ``exclude``."""
     import cv2
 
-    from edge.detector import BlazeFaceDetector
-    from edge.embedder import Embedder
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.embedder import Embedder
     from train.data import iter_images, list_items
     from train.preprocess import pick_central
 
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from tqdm import tqdm
 
-    from edge import cohort as co
-    from edge.embedder import l2_normalise
+    from edge.people import cohort as co
+    from edge.vision.embedder import l2_normalise
     from train.data import pair_identities, parse_folds, read_pairs
 
     if not Path(args.lfw).exists() or not Path(args.pairs).exists():

@@ -16,7 +16,7 @@ import sys
 def main(argv=None) -> int:
     from convert.cli import with_decision
     from edge.errors import ModelError
-    from edge.sidecar import read_sidecar, write_sidecar
+    from edge.vision.sidecar import read_sidecar, write_sidecar
 
     ap = argparse.ArgumentParser(prog="python -m convert.decision", description=__doc__.splitlines()[0])
     ap.add_argument("model", help="the .tflite file whose sidecar gets the operating point")

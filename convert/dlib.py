@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
@@ -42,6 +43,20 @@ SOURCE = {
                "files\"",
     "upstream": "https://github.com/davisking/dlib-models",
 }
+
+
+def dlib_model_paths() -> dict:
+    """Paths of the dlib model files ``face_recognition_models`` ships (found by path: that package itself imports
+    ``pkg_resources``)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("face_recognition_models is not installed (pip install face_recognition_models)")
+    base = Path(list(spec.submodule_search_locations)[0]) / "models"
+    return {
+        "shape5": str(base / "shape_predictor_5_face_landmarks.dat"),
+        "resnet": str(base / "dlib_face_recognition_resnet_model_v1.dat"),
+        "cnn": str(base / "mmod_human_face_detector.dat"),
+    }
 
 
 class DlibFormatError(ValueError):
@@ -447,7 +462,7 @@ def dlib_image_to_chip(parts: np.ndarray, size: int = INPUT_SIZE, padding: float
 
     dlib fits the similarity from the chip template to the landmarks; this inverts that fit.
     """
-    from edge.align import similarity_transform
+    from edge.vision.align import similarity_transform
 
     m = np.vstack([similarity_transform(dlib_chip_template(size, padding), parts).astype(np.float64), [0, 0, 1]])
     return np.linalg.inv(m)[:2]
@@ -460,8 +475,6 @@ def dlib_chips(images, progress: bool = False):
     """
     import dlib
     from tqdm import tqdm
-
-    from train.teacher import dlib_model_paths
 
     paths = dlib_model_paths()
     det, sp = dlib.get_frontal_face_detector(), dlib.shape_predictor(paths["shape5"])
@@ -491,8 +504,6 @@ def parity(model, chips: np.ndarray, descriptors: np.ndarray) -> dict:
 
 
 def default_dat() -> str:
-    from train.teacher import dlib_model_paths
-
     return dlib_model_paths()["resnet"]
 
 

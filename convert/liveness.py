@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 
 from convert.minifasnet import INPUT_SIZE, UPSTREAM, VARIANTS, WeightsError
-from edge.liveness import FORMAT, FORMAT_VERSION, IDENTITY_MAP, model_crops
+from edge.vision.liveness import FORMAT, FORMAT_VERSION, IDENTITY_MAP, model_crops
 
 NAME = "doorface-liveness"
 BOX_MAP_FILE = "liveness-box-map.json"
@@ -103,7 +103,7 @@ def face_crops(source, box_map: dict, count: int, detector, start: int = 0, stri
 
 def check_weights(weights_dir, allow_other: bool = False) -> List[Path]:
     """The two upstream files, their sha256 checked against the published ones."""
-    from edge.assets import sha256_file
+    from edge.vision.assets import sha256_file
 
     paths = []
     for v in VARIANTS:
@@ -127,7 +127,7 @@ def reference_scores(refs, crops: List[tuple]) -> np.ndarray:
 
 def tflite_scores(path, crops: List[tuple], threads: int = 1) -> Tuple[np.ndarray, float]:
     """``(N, models, 3)`` probabilities of a converted file, and its ms per face (warm, ``threads`` threads)."""
-    from edge.liveness import LivenessModel
+    from edge.vision.liveness import LivenessModel
 
     m = LivenessModel(str(path), verify=False, num_threads=threads).load()
     for c in crops[:5]:
@@ -148,8 +148,8 @@ def parity(ref: np.ndarray, got: np.ndarray, threshold: float) -> dict:
 def run_convert(args) -> int:
     from convert import tflite as tfl
     from convert.minifasnet import combined_model, keras_model, load_state_dict, torch_reference
-    from edge.detector import BlazeFaceDetector
-    from edge.sidecar import write_sidecar
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.sidecar import write_sidecar
 
     paths = check_weights(args.weights, args.allow_other_weights)
     sds = [load_state_dict(p) for p in paths]
@@ -205,7 +205,7 @@ def run_convert(args) -> int:
     os.replace(files.pop(chosen), final)
     for f in files.values():
         f.unlink(missing_ok=True)
-    from edge.assets import sha256_file
+    from edge.vision.assets import sha256_file
 
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -255,7 +255,7 @@ def upstream_box(net, bgr: np.ndarray, min_conf: float = 0.6) -> Optional[tuple]
 
 
 def run_fit_box(args) -> int:
-    from edge.detector import BlazeFaceDetector
+    from edge.vision.detector import BlazeFaceDetector
 
     d = Path(args.detector_dir)
     net = cv2.dnn.readNetFromCaffe(str(d / "deploy.prototxt"), str(d / "Widerface-RetinaFace.caffemodel"))

@@ -49,7 +49,7 @@ def convert(model, quant: str = "float32", representative: Optional[Iterable[np.
 
 def op_summary(tflite_path) -> dict:
     """Operator names and counts in a .tflite (to see what reaches XNNPACK and what falls back)."""
-    from edge.runtime import load_interpreter
+    from edge.vision.runtime import load_interpreter
 
     _, interp = load_interpreter(tflite_path, 1)
     counts = {}
@@ -63,7 +63,7 @@ def op_summary(tflite_path) -> dict:
 
 
 def io_details(tflite_path) -> dict:
-    from edge.runtime import load_interpreter
+    from edge.vision.runtime import load_interpreter
 
     _, interp = load_interpreter(tflite_path, 1)
     i, o = interp.get_input_details()[0], interp.get_output_details()[0]

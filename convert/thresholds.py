@@ -1,5 +1,5 @@
 """The model's thresholds at each FAR target for the comparison the door makes: an enrolled person's jittered
-template (:mod:`edge.jitter`) against the face at the door.
+template (:mod:`edge.vision.jitter`) against the face at the door.
 
     python -m convert.thresholds models/doorface-dlib-int8.tflite [--lfw ...] [--pairs ...] [--folds 3,4,5]
 
@@ -28,10 +28,10 @@ FARS = (1e-2, 1e-3, 1e-4, 1e-5)
 def door_embeddings(images, model, detector, threads: int = 2, progress=None, templates=None):
     """``(embeddings, found)`` of the central face of every RGB image through the door's pipeline; with
     ``templates`` (True, or a mask of the images wanted), also the template an enrollment from each photo stores
-    (:func:`edge.jitter.template_embedding`; zero elsewhere), returned third."""
-    from edge.detector import BlazeFaceDetector
-    from edge.embedder import Embedder
-    from edge.jitter import template_embedding
+    (:func:`edge.vision.jitter.template_embedding`; zero elsewhere), returned third."""
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.embedder import Embedder
+    from edge.vision.jitter import template_embedding
     from train.preprocess import pick_central
 
     det = BlazeFaceDetector(detector, num_threads=threads)
@@ -77,10 +77,10 @@ def _short(f: float) -> str:
 
 
 def main(argv=None) -> int:
-    from edge.embedder import l2_normalise
+    from edge.vision.embedder import l2_normalise
     from edge.errors import ModelError
-    from edge.jitter import JITTERS
-    from edge.sidecar import read_sidecar, write_sidecar
+    from edge.vision.jitter import JITTERS
+    from edge.vision.sidecar import read_sidecar, write_sidecar
 
     ap = argparse.ArgumentParser(prog="python -m convert.thresholds", description=__doc__.splitlines()[0])
     ap.add_argument("model", help="the .tflite file whose sidecar gets the thresholds")
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     keep.setdefault("thresholds_photo_pairs", dict(meta["thresholds"]))
     keep["thresholds"] = {f"far_{_short(f)}": v["threshold"] for f, v in at.items()}
     keep["thresholds_basis"] = {
-        "comparison": f"an enrolled photo's jittered template (edge.jitter, {len(JITTERS)} copies) against another "
+        "comparison": f"an enrolled photo's jittered template (edge.vision.jitter, {len(JITTERS)} copies) against another "
                       "photo as the face at the door, through the door's pipeline on raw LFW images",
         "folds": args.folds, "images": int(ok.sum()), "identities": int(len(set(persons[ok]))),
         "genuine": int(len(gen)), "impostor": int(len(imp)),

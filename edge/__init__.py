@@ -1,6 +1,6 @@
 """doorface edge runtime: what runs on the Raspberry Pi / Jetson at the door.
 
-Nothing here imports TensorFlow; models run through :mod:`edge.runtime`.
+Nothing here imports TensorFlow; models run through :mod:`edge.vision.runtime`.
 Importing this package has no side effects.
 """
 

@@ -1,5 +1,7 @@
 """The door's composition root: the pieces every command builds from one validated config, in one place.
 
+Imports run one way: ``edge.cli -> edge.build -> edge.door -> edge.people -> edge.vision`` (see ARCHITECTURE.md).
+
 ``doorface run`` (the daemon), ``enroll``, ``identify``, ``embed``, ``users reembed`` and ``check`` all build the
 detector, embedder, quality gates, gallery index and decision policy here, so what the door does and what the
 commands report cannot drift apart.
@@ -10,17 +12,18 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from edge import cohort as cohort_mod
-from edge import gallery as gal
-from edge.cohort import Cohort
-from edge.decision import PolicyConfig
-from edge.detector import BlazeFaceDetector
-from edge.embedder import Embedder
-from edge.liveness import LivenessModel
-from edge.matcher import TemplateIndex
-from edge.pipeline import FaceAnalyzer
-from edge.quality import QualityConfig
-from edge.sidecar import operating_point, stranger_neighbours
+from edge.people import cohort as cohort_mod
+from edge.people import gallery as gal
+from edge.people.cohort import Cohort
+from edge.door.daemon import Daemon
+from edge.door.decision import DecisionPolicy, PolicyConfig
+from edge.vision.detector import BlazeFaceDetector
+from edge.vision.embedder import Embedder
+from edge.vision.liveness import LivenessModel
+from edge.people.matcher import TemplateIndex
+from edge.vision.analyzer import FaceAnalyzer
+from edge.vision.quality import QualityConfig
+from edge.vision.sidecar import operating_point, stranger_neighbours
 
 log = logging.getLogger("doorface")
 
@@ -62,7 +65,7 @@ def policy_config(cfg, meta) -> PolicyConfig:
 
 
 def load_cohort(cfg, state_dir, embedder) -> Optional[Cohort]:
-    """The cohort people are calibrated against (:func:`edge.cohort.active`), or None when calibration is off or
+    """The cohort people are calibrated against (:func:`edge.people.cohort.active`), or None when calibration is off or
     the model has no cohort. A corrupt cohort, or one made with another model, is a :class:`CohortError`."""
     if cfg["match"]["calibration"] == "off":
         return None
@@ -101,3 +104,39 @@ def load_index(state_dir: Path, model_sha: str, cohort: Optional[Cohort] = None,
     if cohort is not None and stranger_k:
         idx = idx.with_strangers(cohort.embeddings, stranger_k)
     return idx
+
+
+class DoorParts:
+    """What the daemon is built from, for one config: it calls these and never reads the config's model, match or
+    liveness sections itself (:class:`edge.door.daemon.Daemon` takes an instance)."""
+
+    liveness_off = LIVENESS_OFF
+
+    def __init__(self, cfg, analyzer: Optional[FaceAnalyzer] = None):
+        self.cfg, self._analyzer = cfg, analyzer
+
+    def analyzer(self) -> FaceAnalyzer:
+        return self._analyzer or build_analyzer(self.cfg)
+
+    def load_index(self, state_dir: Path, analyzer: FaceAnalyzer):
+        """``(index, cohort)``: the gallery checked against the active cohort."""
+        cohort = load_cohort(self.cfg, state_dir, analyzer.embedder)
+        index = load_index(state_dir, analyzer.embedder.sha256, cohort,
+                           calibrated=self.cfg["match"]["calibration"] != "off",
+                           stranger_k=stranger_neighbours(analyzer.embedder.meta, self.cfg["match"]))
+        return index, cohort
+
+    def policy(self, meta) -> DecisionPolicy:
+        return DecisionPolicy(policy_config(self.cfg, meta))
+
+    def far(self, meta):
+        return operating_point(meta, self.cfg["match"])[2]
+
+    def calibration_line(self, cohort: Optional[Cohort], meta) -> str:
+        return calibration_line(self.cfg, cohort, meta)
+
+
+def daemon(cfg, state_dir=None, analyzer: Optional[FaceAnalyzer] = None, **kw) -> Daemon:
+    """The door daemon for ``cfg`` (``state_dir`` defaults to the config's; ``analyzer`` may be injected, e.g.
+    built from ``edge.vision.detector.FakeDetector`` and ``edge.vision.embedder.FakeEmbedder``)."""
+    return Daemon(cfg, state_dir if state_dir is not None else cfg["state"]["dir"], DoorParts(cfg, analyzer), **kw)

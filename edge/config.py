@@ -42,6 +42,7 @@ RULES: Dict[tuple, Any] = {
     ("relay", "backend"): ("gpiozero", "lgpio", "rpigpio", "native", "pigpio", "jetson", "mock"),
     ("relay", "unlock_seconds"): (0.2, 30),
     ("state", "snapshot_limit"): (0, 100000),
+    ("events", "peer_queue"): (1, 100000),
     ("log", "level"): ("debug", "info", "warning", "error"),
 }
 

@@ -20,7 +20,7 @@ SHARED = ROOT.parent / "shared" / "data" / "lfw"
 
 @pytest.fixture(scope="session")
 def samples():
-    from edge.assets import fetch_samples
+    from edge.vision.assets import fetch_samples
 
     try:
         return fetch_samples()
@@ -102,9 +102,9 @@ def copy_with_sidecar(model: Path, dst: Path) -> Path:
 @pytest.fixture(scope="session")
 def capture(samples, detector_path):
     """``capture(name, seed=0)``: a door-camera frame (RGB) of a sample photo, re-rendered with a new rotation,
-    scale, exposure, noise and JPEG compression (edge.demo.door_capture): the enrolled person seen again."""
-    from edge.demo import door_capture
-    from edge.detector import BlazeFaceDetector
+    scale, exposure, noise and JPEG compression (edge.door.democlip.door_capture): the enrolled person seen again."""
+    from edge.door.democlip import door_capture
+    from edge.vision.detector import BlazeFaceDetector
 
     det = BlazeFaceDetector(detector_path)
     return lambda name, seed=0: door_capture(samples, name, det, seed)

@@ -1,4 +1,4 @@
-"""Per-person thresholds against a stranger cohort (edge.cohort): the calibration, the cohort file, the gallery's
+"""Per-person thresholds against a stranger cohort (edge.people.cohort): the calibration, the cohort file, the gallery's
 stored thresholds, the decision rule (never looser than the global threshold) and the `doorface cohort` commands."""
 import sqlite3
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import door_config
-from edge import cohort as co
-from edge.decision import DecisionPolicy, Observation, PolicyConfig, passes
+from edge.people import cohort as co
+from edge.door.decision import DecisionPolicy, Observation, PolicyConfig, passes
 from edge.errors import GalleryError
-from edge.gallery import Gallery
+from edge.people.gallery import Gallery
 
 
 def _unit(x):
@@ -213,7 +213,7 @@ def test_the_daemon_refuses_a_gallery_calibrated_against_another_cohort(tmp_path
     assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
     # Someone drops another cohort into the state dir by hand (not through `cohort build`): nobody was
     # recalibrated against it, so the door does not start (locked) and says what to run.
-    from edge.embedder import Embedder
+    from edge.vision.embedder import Embedder
 
     sha = Embedder(str(shipped_model)).load().sha256
     rng = np.random.default_rng(3)
@@ -232,8 +232,8 @@ def test_the_daemon_refuses_a_gallery_calibrated_against_another_cohort(tmp_path
 
 
 def test_enrollment_warns_when_a_persons_threshold_is_strict():
-    from edge.enroll import threshold_lines
-    from edge.gallery import Person
+    from edge.people.enroll import threshold_lines
+    from edge.people.gallery import Person
 
     cohort = co.Cohort(np.zeros((1, 4), np.float32),
                        {"genuine_quantiles": list(np.linspace(0.90, 1.0, 101)), "embeddings_sha256": "x"})
@@ -255,8 +255,8 @@ def test_enrollment_warns_when_a_persons_threshold_is_strict():
 
 
 def test_strangers_level_is_the_median_crowding_of_a_persons_templates():
-    from edge.enroll import strangers_level
-    from edge.matcher import TemplateIndex
+    from edge.people.enroll import strangers_level
+    from edge.people.matcher import TemplateIndex
 
     rng = np.random.default_rng(8)
     cohort = co.Cohort(_unit(rng.normal(size=(60, 16))), {"embeddings_sha256": "x"})
@@ -289,7 +289,7 @@ def test_shipped_cohort_records_genuine_quantiles_of_same_person_pairs():
 
 
 def test_the_shipped_cohorts_belong_to_their_models(each_model):
-    from edge.sidecar import read_sidecar
+    from edge.vision.sidecar import read_sidecar
 
     path = co.shipped_path(each_model)
     if not path.exists():
@@ -315,7 +315,7 @@ def test_the_margin_is_also_taken_over_the_closest_strangers():
     """A face must beat its best enrolled person over the second person *and* the strangers it looks most like: a
     stranger who resembles the only enrolled person (no second person to compare with) but looks as much like
     several cohort strangers is not let in; a face that stands out from the strangers is."""
-    from edge.matcher import TemplateIndex
+    from edge.people.matcher import TemplateIndex
 
     rng = np.random.default_rng(6)
     d = 64
@@ -348,7 +348,7 @@ def test_the_margin_is_also_taken_over_the_closest_strangers():
 def test_stranger_neighbours_come_from_the_sidecar_unless_configured(tmp_path):
     from edge import config
     from edge.errors import ConfigError
-    from edge.sidecar import stranger_neighbours
+    from edge.vision.sidecar import stranger_neighbours
 
     meta = {"decision": {"far_target": "1e-5", "min_margin": 0.015, "stranger_neighbours": 5}}
     match = config.defaults()["match"]
@@ -375,7 +375,7 @@ def test_identify_reports_the_strangers_the_margin_was_taken_over(tmp_path, samp
     import json
 
     from edge import cli
-    from edge.sidecar import read_sidecar
+    from edge.vision.sidecar import read_sidecar
 
     k = read_sidecar(port_model).get("decision", {}).get("stranger_neighbours", 0)
     if not k or not co.shipped_path(port_model).exists():
@@ -403,8 +403,8 @@ def test_convert_decision_records_an_operating_point_without_touching_the_model(
     import shutil
 
     from convert.decision import main
-    from edge.assets import sha256_file
-    from edge.sidecar import read_sidecar, sidecar_path, stranger_neighbours
+    from edge.vision.assets import sha256_file
+    from edge.vision.sidecar import read_sidecar, sidecar_path, stranger_neighbours
 
     model = tmp_path / shipped_model.name
     shutil.copy(shipped_model, model)

@@ -13,7 +13,7 @@ def small_model(tmp_path_factory):
     identities (an untrained network maps every input to nearly the same direction, which would make the
     cosine parity check meaningless)."""
     import train.model as tm
-    from edge.align import resize_crop
+    from edge.vision.align import resize_crop
     from train.bnrecal import recalibrate_bn
     from train.losses import batch_hard_triplet as batch_hard
 
@@ -53,8 +53,8 @@ def face_cache(path, n_id=12, per=4, seed=0, constant=None):
 
 def test_converts_int8_with_parity_and_sidecars(small_model, tmp_path):
     from convert.cli import main
-    from edge.embedder import Embedder
-    from edge.sidecar import read_sidecar
+    from edge.vision.embedder import Embedder
+    from edge.vision.sidecar import read_sidecar
 
     cache = face_cache(tmp_path / "cache.npz")
     out = tmp_path / "out"

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import ROOT, write_rgb
 from edge import cli
-from edge.camera import FakeSource, LatestFrameGrabber
-from edge.daemon import Daemon
+from edge.door.camera import FakeSource, LatestFrameGrabber
+from edge.build import daemon as Daemon
 from edge.errors import CameraError
-from edge.relay import make_relay
+from edge.door.relay import make_relay
 
 
 @pytest.fixture
@@ -32,8 +32,8 @@ def enrolled(tmp_path, samples, shipped_model, detector_path):
 
 @pytest.fixture
 def clip(tmp_path, samples, detector_path):
-    from edge.demo import make_clip
-    from edge.detector import BlazeFaceDetector
+    from edge.door.democlip import make_clip
+    from edge.vision.detector import BlazeFaceDetector
 
     path = tmp_path / "door.avi"
     truth = make_clip(samples, path, BlazeFaceDetector(detector_path))
@@ -52,7 +52,7 @@ def test_end_to_end_enrolled_person_granted_stranger_never(enrolled, clip, tmp_p
     assert cli.main(["run", "--config", str(enrolled), "--source", str(path), "--events-out", str(events)]) == 0
     decisions = [json.loads(line) for line in events.read_text().splitlines()]
     assert {"ts", "frame", "identity", "score", "decision"} <= set(decisions[0])
-    from edge.demo import FPS, SCRIPT
+    from edge.door.democlip import FPS, SCRIPT
 
     segment = []
     for i, (seconds, name) in enumerate(SCRIPT):
@@ -67,7 +67,7 @@ def test_end_to_end_enrolled_person_granted_stranger_never(enrolled, clip, tmp_p
     during_biden = [d for d in decisions if truth[d["frame"]] == "biden.jpg"]
     assert during_biden and all(d["decision"] == "deny" and d["identity"] is None for d in during_biden)
     # The access log has the same rows, and `doorface events` shows them.
-    from edge.accesslog import AccessLog
+    from edge.door.accesslog import AccessLog
 
     rows = AccessLog(tmp_path / "state" / "access.sqlite").events()
     assert [r["decision"] for r in rows] == [d["decision"] for d in decisions]
@@ -229,7 +229,7 @@ def test_check_reports_each_part(enrolled, tmp_path, capsys):
 
 
 def test_camera_credentials_never_reach_the_log(caplog):
-    from edge.camera import open_source, redact_uri
+    from edge.door.camera import open_source, redact_uri
 
     assert redact_uri("rtsp://admin:S3cret@10.0.0.5:554/stream") == "rtsp://***@10.0.0.5:554/stream"
     assert "S3cret" not in redact_uri("gst:rtspsrc location=rtsp://admin:S3cret@cam/x ! decodebin ! appsink")

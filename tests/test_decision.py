@@ -1,6 +1,6 @@
 import pytest
 
-from edge.decision import DecisionPolicy, Observation, PolicyConfig
+from edge.door.decision import DecisionPolicy, Observation, PolicyConfig
 
 
 def policy(**kw):

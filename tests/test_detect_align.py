@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from conftest import rgb
-from edge.align import TEMPLATE_4, align_face, model_input, similarity_transform
-from edge.detector import BlazeFaceDetector, ssd_anchors
+from edge.vision.align import TEMPLATE_4, align_face, model_input, similarity_transform
+from edge.vision.detector import BlazeFaceDetector, ssd_anchors
 
 
 def test_anchor_layout():

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import door_config, rgb
 from edge import cli
-from edge.gallery import Gallery
+from edge.people.gallery import Gallery
 
 
 def run(args, config_for_args):
@@ -48,8 +48,8 @@ def test_refuses_no_face_several_faces_and_unreadable(tmp_path, samples, args, c
     blank = tmp_path / "blank.jpg"
     cv2.imwrite(str(blank), np.full((480, 640, 3), 120, np.uint8))
     two = tmp_path / "two.jpg"
-    from edge.demo import face_patch
-    from edge.detector import BlazeFaceDetector
+    from edge.door.democlip import face_patch
+    from edge.vision.detector import BlazeFaceDetector
 
     det = BlazeFaceDetector(detector_path)
     a, b = (cv2.resize(face_patch(rgb(samples / n), det), (400, 400)) for n in ("obama.jpg", "biden.jpg"))
@@ -77,9 +77,9 @@ def test_enroll_from_a_folder_and_reembed(tmp_path, samples, args, capsys):
 
 
 def test_camera_enrollment_keeps_distinct_good_frames(tmp_path, samples, shipped_model, detector_path):
-    from edge.camera import FakeSource
+    from edge.door.camera import FakeSource
     from edge.build import build_analyzer
-    from edge.enroll import enroll_camera
+    from edge.people.enroll import enroll_camera
     from edge import config
 
     cfg = config.load(str(_empty(tmp_path)), {"model.embedder": str(shipped_model),
@@ -107,7 +107,7 @@ def _empty(tmp_path):
 def test_huge_images_are_refused_before_decoding(tmp_path, samples):
     import cv2
 
-    from edge.enroll import image_size, read_rgb
+    from edge.vision.images import image_size, read_rgb
     from edge.errors import EnrollmentError
 
     img = cv2.imread(str(samples / "obama.jpg"))
@@ -136,9 +136,9 @@ def _unit(v):
 def test_household_check_refuses_a_look_alike_within_the_margin(tmp_path):
     """Two people whose galleries lie closer than the door's margin allows are refused (unless --force); the
     enrollment reports the closest other person and the margin either way."""
-    from edge.enroll import check_not_someone_else, closest_other, household_line
+    from edge.people.enroll import check_not_someone_else, closest_other, household_line
     from edge.errors import EnrollmentError
-    from edge.gallery import Gallery
+    from edge.people.gallery import Gallery
 
     rng = np.random.default_rng(0)
     ann = _unit(rng.normal(size=32))

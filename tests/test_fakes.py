@@ -2,15 +2,15 @@
 import numpy as np
 
 from edge import config
-from edge.camera import FakeSource
-from edge.daemon import Daemon
-from edge.detector import FakeDetector
-from edge.embedder import FakeEmbedder
-from edge.enroll import enroll_images
-from edge.gallery import FILENAME, Gallery
-from edge.pipeline import FaceAnalyzer
-from edge.quality import QualityConfig
-from edge.relay import make_relay
+from edge.door.camera import FakeSource
+from edge.build import daemon as Daemon
+from edge.vision.detector import FakeDetector
+from edge.vision.embedder import FakeEmbedder
+from edge.people.enroll import enroll_images
+from edge.people.gallery import FILENAME, Gallery
+from edge.vision.analyzer import FaceAnalyzer
+from edge.vision.quality import QualityConfig
+from edge.door.relay import make_relay
 
 
 def person(seed, shape=(240, 320)):

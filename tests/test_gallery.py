@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.errors import GalleryError
-from edge.gallery import Gallery
+from edge.people.gallery import Gallery
 
 
 def crops(n, seed=0):
@@ -150,7 +150,7 @@ def test_an_empty_gallery_file_is_never_silently_replaced(tmp_path):
 
 
 def test_access_log_survives_a_full_disk(tmp_path, caplog):
-    from edge.accesslog import AccessLog
+    from edge.door.accesslog import AccessLog
 
     log = AccessLog(tmp_path / "a.sqlite").open()
     log.record("deny", None, 0.1)

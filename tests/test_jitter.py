@@ -1,11 +1,11 @@
-"""Enrolled templates are the mean embedding of the stored crop and slightly moved copies of it (edge.jitter)."""
+"""Enrolled templates are the mean embedding of the stored crop and slightly moved copies of it (edge.vision.jitter)."""
 import numpy as np
 
 from conftest import door_config, rgb
 from edge import cli
-from edge.embedder import FakeEmbedder
-from edge.gallery import Gallery
-from edge.jitter import JITTERS, jittered, template_embedding
+from edge.vision.embedder import FakeEmbedder
+from edge.people.gallery import Gallery
+from edge.vision.jitter import JITTERS, jittered, template_embedding
 
 
 def _face():

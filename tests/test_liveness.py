@@ -7,9 +7,9 @@ import pytest
 
 from conftest import ROOT, SHARED, copy_with_sidecar
 from edge import cli
-from edge.decision import DecisionPolicy, Observation, PolicyConfig, passes
+from edge.door.decision import DecisionPolicy, Observation, PolicyConfig, passes
 from edge.errors import ConfigError, ModelError
-from edge.liveness import (FakeLiveness, LivenessModel, crop_window, expected_box, liveness_crop,
+from edge.vision.liveness import (FakeLiveness, LivenessModel, crop_window, expected_box, liveness_crop,
                            read_liveness_sidecar)
 
 LIVENESS = ROOT / "models" / "doorface-liveness.tflite"
@@ -108,7 +108,7 @@ def test_tampered_missing_or_edited_liveness_model_is_refused(liveness_copy):
 
 
 def test_sample_photos_score_and_the_model_separates_a_flat_grey_card(liveness_model, samples, detector_path):
-    from edge.detector import BlazeFaceDetector
+    from edge.vision.detector import BlazeFaceDetector
 
     from conftest import rgb as read
 
@@ -158,8 +158,8 @@ def test_missing_liveness_model_keeps_the_door_locked(door_cfg, tmp_path, capsys
     bad.write_text(door_cfg.read_text().replace("[liveness]\n", f'[liveness]\n') .replace(
         str(LIVENESS), str(tmp_path / "gone.tflite")))
     from edge import config
-    from edge.daemon import Daemon
-    from edge.relay import make_relay
+    from edge.build import daemon as Daemon
+    from edge.door.relay import make_relay
 
     relay = make_relay("mock", "17", True)
     cfg = config.load(str(bad))
@@ -201,15 +201,15 @@ def test_daemon_denies_a_photo_as_spoof_logs_it_and_locks_out(tmp_path):
     """The daemon's frames with a liveness check that calls every face an attack: a matched face is denied with
     reason spoof (access log and events), repeated attempts lock out, and the relay never moves."""
     from edge import config
-    from edge import gallery as gal
-    from edge.accesslog import FILENAME, AccessLog
-    from edge.camera import FakeSource
-    from edge.daemon import Daemon
-    from edge.detector import FakeDetector
-    from edge.embedder import FakeEmbedder
-    from edge.pipeline import FaceAnalyzer
-    from edge.quality import QualityConfig
-    from edge.relay import make_relay
+    from edge.people import gallery as gal
+    from edge.door.accesslog import FILENAME, AccessLog
+    from edge.door.camera import FakeSource
+    from edge.build import daemon as Daemon
+    from edge.vision.detector import FakeDetector
+    from edge.vision.embedder import FakeEmbedder
+    from edge.vision.analyzer import FaceAnalyzer
+    from edge.vision.quality import QualityConfig
+    from edge.door.relay import make_relay
 
     rng = np.random.default_rng(1)
     face = rng.integers(40, 220, (240, 320, 3), dtype=np.uint8)
@@ -250,7 +250,7 @@ def test_parity_gate_shipped_tflite_matches_pytorch_on_200_real_faces(liveness_m
         pytest.skip(f"MiniFASNet weights not found at {WEIGHTS} (../shared/models/minifasnet)")
     from convert.liveness import GATES, MIN_SAME_CALL, face_crops, parity, reference_scores, tflite_scores
     from convert.minifasnet import VARIANTS, load_state_dict, torch_reference
-    from edge.detector import BlazeFaceDetector
+    from edge.vision.detector import BlazeFaceDetector
 
     meta = read_liveness_sidecar(liveness_model)
     refs = [torch_reference(load_state_dict(WEIGHTS / v.file), v) for v in VARIANTS]

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from edge.embedder import Embedder
+from edge.vision.embedder import Embedder
 from edge.errors import ModelError, RuntimeNotFound
-from edge.runtime import interpreter_class
-from edge.sidecar import read_sidecar, threshold_for, write_sidecar
+from edge.vision.runtime import interpreter_class
+from edge.vision.sidecar import read_sidecar, threshold_for, write_sidecar
 
 
 def test_sidecar_round_trip(tmp_path):
@@ -48,8 +48,8 @@ def test_embeddings_are_unit_length_and_separate_people(each_model, samples, cap
     """At the model's own operating points: a new door capture of an enrolled photo passes the threshold the model
     recommends for the door, and the stranger stays below the FAR 1e-3 threshold against every photo of obama."""
     from conftest import rgb
-    from edge.detector import BlazeFaceDetector
-    from edge.sidecar import model_decision
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.sidecar import model_decision
 
     det = BlazeFaceDetector(detector_path)
     emb = Embedder(each_model).load()
@@ -106,8 +106,8 @@ def test_port_recognises_a_photo_years_apart(port_model, samples, detector_path)
     """What the small model cannot (models/README.md): obama3.jpg, taken years apart, matches obama.jpg at the
     port's default operating point, and biden.jpg matches neither."""
     from conftest import rgb
-    from edge.detector import BlazeFaceDetector
-    from edge.sidecar import operating_point
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.sidecar import operating_point
 
     det = BlazeFaceDetector(detector_path)
     emb = Embedder(port_model).load()
@@ -122,7 +122,7 @@ def test_port_recognises_a_photo_years_apart(port_model, samples, detector_path)
 
 def test_operating_point_from_sidecar_and_config():
     from edge.errors import ConfigError
-    from edge.sidecar import operating_point
+    from edge.vision.sidecar import operating_point
 
     meta = {"thresholds": {"far_1e-2": 0.5, "far_1e-3": 0.6, "far_1e-4": 0.7, "far_1e-5": 0.8},
             "decision": {"far_target": "1e-5", "min_margin": 0.03}}
@@ -152,7 +152,7 @@ def test_device_path_imports_neither_tensorflow_nor_dlib(port_model):
         "import edge\n"
         "for m in (m for m in pkgutil.iter_modules(edge.__path__) if m.name != '__main__'):\n"
         "    importlib.import_module('edge.' + m.name)\n"
-        "from edge.embedder import Embedder\n"
+        "from edge.vision.embedder import Embedder\n"
         f"e = Embedder({str(port_model)!r}, 1, ['ai_edge_litert', 'tflite_runtime']).load()\n"
         "e.embed_crop(np.zeros((150, 150, 3), np.uint8))\n"
         "print(sorted(m for m in ('tensorflow', 'dlib', 'face_recognition', 'torch') if m in sys.modules))\n")
@@ -170,7 +170,7 @@ def test_edited_sidecar_thresholds_are_refused(model_copy):
     with pytest.raises(ModelError, match="edited after conversion"):
         Embedder(model_copy).load()
     # Even with the content digest recomputed, a threshold outside (0, 1) or out of order is refused.
-    from edge.sidecar import content_digest
+    from edge.vision.sidecar import content_digest
 
     meta["content_sha256"] = content_digest(meta)
     side.write_text(json.dumps(meta))
@@ -184,7 +184,7 @@ def test_edited_sidecar_thresholds_are_refused(model_copy):
 
 
 def test_tampered_detector_is_refused(tmp_path, detector_path):
-    from edge.detector import BlazeFaceDetector
+    from edge.vision.detector import BlazeFaceDetector
 
     bad = tmp_path / "det.tflite"
     data = bytearray(detector_path.read_bytes())

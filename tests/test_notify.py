@@ -1,6 +1,6 @@
 import socket
 
-from edge.notify import Systemd
+from edge.door.notify import Systemd
 
 
 def listener(tmp_path):

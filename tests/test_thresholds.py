@@ -24,7 +24,7 @@ def test_template_scores_take_every_ordered_pair_of_two_images():
 def test_records_template_thresholds_and_keeps_the_photo_pair_ones(tmp_path, samples, port_model, detector_path,
                                                                   capsys):
     from convert import thresholds
-    from edge.sidecar import read_sidecar, sidecar_path
+    from edge.vision.sidecar import read_sidecar, sidecar_path
 
     lfw = tmp_path / "lfw"
     for person, files in (("Barack_Obama", ("obama.jpg", "obama2.jpg", "obama3.jpg")), ("Joe_Biden", ("biden.jpg",))):

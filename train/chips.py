@@ -4,7 +4,7 @@ The ported dlib ResNet (``convert/dlib.py``) was trained on dlib's chips: a simi
 onto dlib's template, 150x150 with padding 0.25. The device has BlazeFace's 4 keypoints instead. ``fit`` maps each
 training image's BlazeFace keypoints through dlib's own image-to-chip transform (dlib's HOG face box, its 5-point
 shape predictor, ``get_face_chip_details``' template) and averages them: the result is the template
-``edge.align.TEMPLATES["dlib150"]``, so the device warps BlazeFace keypoints straight onto where dlib would have put
+``edge.vision.align.TEMPLATES["dlib150"]``, so the device warps BlazeFace keypoints straight onto where dlib would have put
 the face. Only training identities are used (the held-out folds never shape the template).
 
 ``realign`` writes an alignment cache (the ``train.preprocess`` format) whose crops use another template, from the
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.align import TEMPLATES, align_face
+from edge.vision.align import TEMPLATES, align_face
 from train.data import fold_pairs, iter_images
 
 
@@ -36,8 +36,7 @@ def fit(dataset, cache_path, exclude_people=(), progress=True) -> dict:
     """The BlazeFace keypoints' mean position in dlib's 150x150 chip, over images where dlib finds the face."""
     import dlib
 
-    from convert.dlib import dlib_image_to_chip
-    from train.teacher import dlib_model_paths
+    from convert.dlib import dlib_image_to_chip, dlib_model_paths
 
     with np.load(cache_path) as z:
         at = {k: i for i, k in enumerate(z["keys"])}

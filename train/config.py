@@ -24,7 +24,7 @@ DEFAULTS = {
 }
 CHOICES = {("loss", "metric"): ("batch_hard", "semi_hard", "contrastive"), ("loss", "teacher"): ("dlib", "port", "none"),
            ("model", "arch"): ("small", "dlib_port")}
-#: Each architecture's alignment template (edge.align.TEMPLATES): the crops it trains on.
+#: Each architecture's alignment template (edge.vision.align.TEMPLATES): the crops it trains on.
 TEMPLATE = {"small": "arcface112", "dlib_port": "dlib150"}
 
 

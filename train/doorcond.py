@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.embedder import l2_normalise
+from edge.vision.embedder import l2_normalise
 
 
 def _grey_ir(c, rng):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.embedder import l2_normalise
+from edge.vision.embedder import l2_normalise
 
 from train.data import parse_folds, read_pairs
 from train.metrics import all_pairs_scores, roc, verification_report
@@ -57,7 +57,7 @@ def keras_embedder(path):
     size = model.input_shape[1]
 
     def fn(crops):
-        from edge.align import resize_crop
+        from edge.vision.align import resize_crop
 
         x = np.stack([resize_crop(c, size) for c in crops]).astype(np.float32)
         return np.concatenate([model(x[i:i + 256], training=False).numpy() for i in range(0, len(x), 256)])
@@ -65,8 +65,8 @@ def keras_embedder(path):
 
 
 def tflite_embedder(path, threads=2, verify=True, template=None):
-    from edge.align import resize_crop
-    from edge.embedder import Embedder
+    from edge.vision.align import resize_crop
+    from edge.vision.embedder import Embedder
 
     e = Embedder(path, threads, verify=verify, template=template)
     e.load()

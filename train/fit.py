@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from edge.embedder import l2_normalise
+from edge.vision.embedder import l2_normalise
 from train.metrics import pair_accuracy
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.embedder import l2_normalise
+from edge.vision.embedder import l2_normalise
 
 
 def best_threshold(scores, labels):

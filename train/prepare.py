@@ -13,7 +13,7 @@ from train.data import pair_identities, read_pairs
 
 def prepare_data(cfg: dict, progress: bool = True) -> dict:
     """Aligned crops (resized to the model input), labels, teacher embeddings, the held-out split and, when the
-    config asks for them, the morph bank (``morph_images``, ``morph_teacher``; see train/morph.py)."""
+    config asks for them, the morph bank (``morph_images``, ``morph_teacher``; see train/morphbank.py)."""
     from train.preprocess import load_cache, preprocess
 
     d = cfg["data"]
@@ -35,7 +35,7 @@ def prepare_data(cfg: dict, progress: bool = True) -> dict:
     else:
         cache = load_cache(crops_path)
     size = cfg["model"]["input_size"]
-    from edge.align import resize_crop
+    from edge.vision.align import resize_crop
 
     images = np.stack([resize_crop(c, size) for c in cache["crops"]])
     persons = cache["persons"]
@@ -69,7 +69,7 @@ def prepare_data(cfg: dict, progress: bool = True) -> dict:
             np.zeros((1, teacher.shape[1]), np.float32)
         teacher = teacher - mean
         if d["morphs"]:
-            from train.morph import bank_path, build_bank, load_bank
+            from train.morphbank import bank_path, build_bank, load_bank
 
             path = bank_path(cfg)
             if not path.exists():

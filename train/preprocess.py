@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.align import CROP_SIZE, align_face
-from edge.detector import BlazeFaceDetector
-from edge.faces import Face
+from edge.vision.align import CROP_SIZE, align_face
+from edge.vision.detector import BlazeFaceDetector
+from edge.vision.faces import Face
 from train.data import iter_images, list_items
 
 DEFAULT_DETECTOR = "models/face_detection_short_range.tflite"

@@ -7,35 +7,23 @@ Embeddings of every cached training image are computed once and stored next to t
 - ``port``: the same network ported to TensorFlow (``convert/dlib.py``), batched, on the device's own
   ``dlib150`` chips from BlazeFace's keypoints (no dlib needed; only the ``.dat`` file, read by the port).
 
-The model files are loaded by path (``face_recognition_models`` itself imports ``pkg_resources``).
+The model files are loaded by path (:func:`convert.dlib.dlib_model_paths`; ``face_recognition_models`` itself
+imports ``pkg_resources``).
 
     python -m train.teacher DATASET --cache CACHE.npz --out TEACHER.npz [--teacher port]
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from convert.dlib import dlib_model_paths
 from train.data import iter_images
-
-
-def dlib_model_paths() -> dict:
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("face_recognition_models is not installed (pip install face_recognition_models)")
-    base = Path(list(spec.submodule_search_locations)[0]) / "models"
-    return {
-        "shape5": str(base / "shape_predictor_5_face_landmarks.dat"),
-        "resnet": str(base / "dlib_face_recognition_resnet_model_v1.dat"),
-        "cnn": str(base / "mmod_human_face_detector.dat"),
-    }
 
 
 class DlibTeacher:
@@ -86,7 +74,7 @@ class PortTeacher:
                                for i in range(0, len(chips), self.batch)]) if len(chips) else np.zeros((0, 128))
 
     def embed(self, rgb: np.ndarray, box, landmarks=None) -> np.ndarray:
-        from edge.align import align_face
+        from edge.vision.align import align_face
 
         if landmarks is None:
             raise ValueError("the port teacher needs the face's landmarks")
@@ -118,7 +106,7 @@ def compute(dataset, cache_path, out, progress=True, teacher: str = "dlib") -> i
             continue
         rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         if teacher == "port":
-            from edge.align import align_face
+            from edge.vision.align import align_face
 
             pending.append((i, align_face(rgb, lms[i], template="dlib150")))
             if len(pending) >= t.batch:

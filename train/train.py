@@ -106,8 +106,7 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
     ds, sampler = make_dataset(data, cfg, run["seed"])
     m = cfg["model"]
     if m["arch"] == "dlib_port":   # fine-tune the ported dlib ResNet (L2-normalised for the metric losses)
-        from convert.dlib import build_keras, read_dat
-        from train.teacher import dlib_model_paths
+        from convert.dlib import build_keras, dlib_model_paths, read_dat
 
         port = build_keras(read_dat(dlib_model_paths()["resnet"]))
         model = tf.keras.Model(port.input, tf.keras.layers.UnitNormalization(name="l2norm")(port.output),
@@ -185,7 +184,7 @@ def train(cfg: dict, out, resume: bool = False, progress: bool = True) -> dict:
     model.save(out / "model.keras")
     if m["arch"] == "dlib_port":   # provenance for the converter's sidecar: what these weights started from
         from convert.dlib import SOURCE
-        from edge.assets import sha256_file
+        from edge.vision.assets import sha256_file
 
         src = {**SOURCE, "sha256": sha256_file(dlib_model_paths()["resnet"]), "template": "dlib150",
                "fine_tuned": "python -m train (config.toml beside the model)"}

@@ -4,7 +4,7 @@ dlib's own ``face_encodings(num_jitters=...)`` does this ("re-sample the face wh
 accurate"): one photo is a noisy sample of a face, and small shifts, rotations and scales of the alignment move its
 embedding the way the next photo of the same person will. Averaging them puts the template nearer the middle of the
 person's cloud. Only enrolled templates are jittered, never the face at the door, so the door's per-frame cost is
-unchanged; the per-person threshold is computed from the jittered templates (:mod:`edge.cohort`), so it guards them.
+unchanged; the per-person threshold is computed from the jittered templates (:mod:`edge.people.cohort`), so it guards them.
 
 Measured on LFW with the default port (``python -m bench.operating --seeds 20``, 20 random enrolments, per-person
 thresholds, the photo-pair FAR 1e-5 threshold, margin 0.015 over the second person and the 5 closest cohort
@@ -48,7 +48,7 @@ def jittered(crop: np.ndarray, jitters: Sequence[Tuple[float, float, float, floa
 def template_embedding(embed_crop: Callable[[np.ndarray], np.ndarray], crop: np.ndarray,
                        jitters: Sequence[Tuple[float, float, float, float]] = JITTERS) -> np.ndarray:
     """The unit-length mean of the embeddings of ``crop`` and its jittered copies (``embed_crop``: one aligned
-    crop -> one embedding, as :meth:`edge.embedder.Embedder.embed_crop`)."""
+    crop -> one embedding, as :meth:`edge.vision.embedder.Embedder.embed_crop`)."""
     embs = [np.asarray(embed_crop(c), np.float32) for c in [crop, *jittered(crop, jitters)]]
     m = np.mean(embs, axis=0)
     return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)

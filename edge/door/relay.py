@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from edge.errors import RelayError
 
@@ -27,6 +27,20 @@ class Relay:
         self._timer: Optional[threading.Timer] = None
         # Re-entrant: a re-lock from the same thread (a callback, a handler) can never wait on its own pulse.
         self._lock = threading.RLock()
+        #: Called with True (energised) or False (locked) after each change of the strike, on the thread that made
+        #: it (the frame loop or the pulse timer). It must not block; what it raises is swallowed.
+        self.on_change: Optional[Callable[[bool], None]] = None
+        self._state: Optional[bool] = None
+
+    def _changed(self, on: bool) -> None:
+        if on == self._state:
+            return
+        self._state = on
+        if self.on_change is not None:
+            try:
+                self.on_change(on)
+            except Exception:   # telling about the strike must never stop it from locking
+                pass
 
     # Backends implement these two.
     def _energise(self) -> None:
@@ -45,10 +59,12 @@ class Relay:
                 self._timer.cancel()
                 self._timer = None
             self._deenergise()
+            self._changed(False)
 
     def unlock(self) -> None:
         with self._lock:
             self._energise()
+            self._changed(True)
 
     def pulse(self, seconds: float) -> None:
         """Unlock now and lock again after ``seconds`` on a timer thread (independent of the frame loop)."""
@@ -56,6 +72,7 @@ class Relay:
             if self._timer is not None:
                 self._timer.cancel()
             self._energise()
+            self._changed(True)
             self._timer = threading.Timer(seconds, self.lock)
             self._timer.daemon = True
             self._timer.start()

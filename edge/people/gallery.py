@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge.errors import GalleryError
-from edge.matcher import TemplateIndex
+from edge.people.matcher import TemplateIndex
 
 SCHEMA_VERSION = 2
 SCHEMA = """
@@ -44,7 +44,7 @@ class Person:
     name: str
     templates: int
     created: float
-    threshold: Optional[float] = None       # the person's own threshold (edge.cohort), None when not calibrated
+    threshold: Optional[float] = None       # the person's own threshold (edge.people.cohort), None when not calibrated
     cohort_sha256: Optional[str] = None     # the cohort it was calibrated against
 
 
@@ -156,7 +156,7 @@ class Gallery:
 
         ``check()`` runs inside that transaction before anything is written (the duplicate-face check), so two
         enrolments at once cannot both pass it and store one face under two names. With a ``cohort``
-        (:class:`edge.cohort.Cohort`), the person's threshold is recomputed from all their templates in the same
+        (:class:`edge.people.cohort.Cohort`), the person's threshold is recomputed from all their templates in the same
         transaction."""
         crops, embeddings, sources = list(crops), np.asarray(embeddings, np.float32), list(sources)
         if not len(crops) or len(crops) != len(embeddings) or len(crops) != len(sources):

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from edge.assets import sha256_file
+from edge.vision.assets import sha256_file
 from edge.errors import ModelError
 
 FORMAT = "doorface-embedder"
@@ -148,7 +148,7 @@ def operating_point(meta: dict, match: dict) -> tuple:
 
 
 def stranger_neighbours(meta: dict, match: dict) -> int:
-    """How many of a face's closest cohort strangers its margin is also taken over (:func:`edge.cohort.crowding`);
+    """How many of a face's closest cohort strangers its margin is also taken over (:func:`edge.people.cohort.crowding`);
     0: the margin is to the second enrolled person only. ``"model"`` takes the sidecar's ``decision`` (0 for models
     measured without it); nothing is compared with strangers when calibration is off (there is no cohort)."""
     if match.get("calibration") == "off":

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from edge.errors import ModelError
-from edge.faces import Face
-from edge.runtime import load_interpreter
+from edge.vision.faces import Face
+from edge.vision.runtime import load_interpreter
 
 INPUT_SIZE = 128
 RAW_SCORE_LIMIT = 80.0
@@ -118,7 +118,7 @@ class BlazeFaceDetector:
     def __init__(self, model_path: str, min_score: float = 0.6, iou_threshold: float = 0.3,
                  num_threads: int = 2, runtime: Optional[list] = None, sha256: Optional[str] = "known"):
         self.model_path = str(model_path)
-        # The file is checked against the one `make models` fetches (edge.assets.DETECTOR_SHA256), like the
+        # The file is checked against the one `make models` fetches (edge.vision.assets.DETECTOR_SHA256), like the
         # embedder against its sidecar; None skips the check (another detector file, at the caller's risk).
         self.sha256 = sha256
         self.min_score = float(min_score)
@@ -136,7 +136,7 @@ class BlazeFaceDetector:
             if not os.path.isfile(self.model_path):
                 raise ModelError(f"detector model not found: {self.model_path} (run `make models`)")
             if self.sha256 is not None:
-                from edge.assets import DETECTOR_SHA256, sha256_file
+                from edge.vision.assets import DETECTOR_SHA256, sha256_file
 
                 want = DETECTOR_SHA256 if self.sha256 == "known" else self.sha256
                 got = sha256_file(self.model_path)

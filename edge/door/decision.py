@@ -28,7 +28,7 @@ def passes(identity: Optional[str], score: float, margin: float, threshold: floa
     benchmarks all use it. An unknown face (identity None) never passes; neither does a face the liveness check
     judged an attack (``live`` False; True only when liveness passed or was explicitly turned off). The score must
     reach the stricter of the global ``threshold`` and the person's own (``person_threshold``, from
-    :mod:`edge.cohort`): a per-person threshold can make a person harder to match, never easier."""
+    :mod:`edge.people.cohort`): a per-person threshold can make a person harder to match, never easier."""
     return (live is True and identity is not None and score >= max(threshold, person_threshold)
             and margin >= min_margin)
 
@@ -64,7 +64,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class Decision:
-    """``kind`` is one of grant, deny, lockout (logged), or pending, cooldown, locked_out (not logged)."""
+    """``kind`` is one of grant, deny, lockout, and for commands remote_open, remote_rejected (final: logged), or
+    pending, cooldown, locked_out (not logged)."""
 
     kind: str
     identity: Optional[str] = None
@@ -73,7 +74,7 @@ class Decision:
 
     @property
     def final(self) -> bool:
-        return self.kind in ("grant", "deny", "lockout")
+        return self.kind in ("grant", "deny", "lockout", "remote_open", "remote_rejected")
 
 
 @dataclass
@@ -144,21 +145,45 @@ class DecisionPolicy:
             return Decision("lockout", None, score, f"{c.lockout_attempts} denied attempts: {span:.0f}s")
         return Decision("deny", None, score, reason)
 
+    def _begin_attempt(self) -> Optional[Decision]:
+        """A face after a gap: a new attempt. The previous one, if still open, ended unseen by :meth:`tick`: it is
+        a deny all the same (kept for the next return), or a lockout (returned now)."""
+        c = self.cfg
+        closed = self._close_attempt(self._last_t + c.attempt_gap) if self._open else None
+        if closed is not None:
+            if closed.kind == "lockout":
+                return closed
+            self._pending = closed
+        self._recent.clear()
+        self._denied = False
+        self._last_deny_t = float("-inf")
+        self._last_identity = None
+        return None
+
+    def _grant(self, t: float, who: str, count: int) -> Decision:
+        score = max(r.score for r in self._recent if r.identity == who and self.passes(r))
+        self._recent.clear()
+        self._denials.clear()
+        self._denied = False
+        self._open = False
+        self._open_score = float("-inf")
+        self._seen = 0
+        self._seen_pass = False
+        self._seen_spoof = 0
+        self._lockouts = 0
+        self._cooldown_until = t + self.cfg.cooldown
+        self._cooldown_identity = who
+        return Decision("grant", who, score, f"{count} of last {self.cfg.m} frames")
+
     def observe(self, o: Observation) -> Decision:
         c = self.cfg
         if o.t < self._lockout_until:
             return Decision("locked_out", reason=f"lockout for {self._lockout_until - o.t:.0f}s more")
         if self._last_t is None or o.t - self._last_t > c.attempt_gap:  # a new attempt
-            closed = self._close_attempt(self._last_t + c.attempt_gap) if self._open else None
-            if closed is not None:    # the previous one ended unseen by tick(): it is a deny all the same
-                if closed.kind == "lockout":
-                    self._last_t = o.t
-                    return closed
-                self._pending = closed
-            self._recent.clear()
-            self._denied = False
-            self._last_deny_t = float("-inf")
-            self._last_identity = None
+            closed = self._begin_attempt()
+            if closed is not None:
+                self._last_t = o.t
+                return closed
         self._last_t = o.t
         if self.passes(o) and o.identity != self._last_identity:
             # Another person passes (or a photo was swapped in): the count starts here. A frame that passes for
@@ -185,19 +210,7 @@ class DecisionPolicy:
         if votes:
             who, count = max(votes.items(), key=lambda kv: kv[1])
             if count >= c.n:
-                score = max(r.score for r in self._recent if r.identity == who and self.passes(r))
-                self._recent.clear()
-                self._denials.clear()
-                self._denied = False
-                self._open = False
-                self._open_score = float("-inf")
-                self._seen = 0
-                self._seen_pass = False
-                self._seen_spoof = 0
-                self._lockouts = 0
-                self._cooldown_until = o.t + c.cooldown
-                self._cooldown_identity = who
-                return Decision("grant", who, score, f"{count} of last {c.m} frames")
+                return self._grant(o.t, who, count)
         if self._seen_spoof >= c.n and o.t - self._last_deny_t >= c.window:
             # n faces judged attacks (a photo or a screen held up): denied at once, and counted for the lockout.
             return self._deny(o.t, self._open_score, "spoof")

@@ -1,4 +1,6 @@
-"""Frame -> faces -> quality gates -> alignment -> embedding -> match. The per-frame work of the daemon."""
+"""Frame -> faces -> quality gates -> alignment -> embedding and liveness: the per-frame vision work of the door.
+
+Matching the embedding against the people who are known is :mod:`edge.people.matcher`'s, not this module's."""
 from __future__ import annotations
 
 import logging
@@ -7,11 +9,10 @@ from typing import List, Optional
 
 import numpy as np
 
-from edge.detector import Detector
-from edge.embedder import Embedder
-from edge.faces import Face
-from edge.matcher import Match, TemplateIndex
-from edge.quality import QualityConfig, check
+from edge.vision.detector import Detector
+from edge.vision.embedder import Embedder
+from edge.vision.faces import Face
+from edge.vision.quality import QualityConfig, check
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +23,19 @@ class FaceResult:
     crop: np.ndarray
     rejected: Optional[str] = None        # quality reason, None when the face counts
     embedding: Optional[np.ndarray] = None
-    match: Optional[Match] = None
     liveness: Optional[float] = None      # live score 0..1; None when liveness is turned off
     live: bool = False                    # the liveness call (True only if live, or liveness explicitly off)
 
 
 class FaceAnalyzer:
-    """Holds the detector, the embedder, the liveness model and the gallery index; :meth:`analyze` runs one frame.
+    """Holds the detector, the embedder and the liveness model; :meth:`analyze` runs one frame.
 
     ``liveness`` None means liveness was explicitly turned off (config ``liveness.enabled = false``): every face
     then counts as live. The composition root (``edge.build``) is the only place that decides that."""
 
-    def __init__(self, detector: Detector, embedder: Embedder, quality: QualityConfig,
-                 index: Optional[TemplateIndex] = None, liveness=None):
+    def __init__(self, detector: Detector, embedder: Embedder, quality: QualityConfig, liveness=None):
         self.detector, self.embedder, self.quality = detector, embedder, quality
         self.liveness = liveness
-        self.index = index or TemplateIndex(np.zeros((0, 0)), [])
 
     def faces(self, rgb: np.ndarray, detect_image: Optional[np.ndarray] = None) -> List[Face]:
         """Faces in frame coordinates, largest first; detection may run on a smaller copy of the frame."""
@@ -60,10 +58,10 @@ class FaceAnalyzer:
         else:
             lv = self.liveness.check(rgb, face)
             score, live = lv.score, bool(lv.live)
-        return FaceResult(face, crop, None, emb, self.index.match(emb), score, live)
+        return FaceResult(face, crop, None, emb, score, live)
 
     def analyze(self, rgb: np.ndarray, detect_image: Optional[np.ndarray] = None) -> Optional[FaceResult]:
-        """The largest face of the frame, gated, embedded and matched; None when there is no face."""
+        """The largest face of the frame, gated, embedded and checked for liveness; None when there is no face."""
         faces = self.faces(rgb, detect_image)
         if not faces:
             return None

@@ -8,7 +8,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from edge.faces import Face
+from edge.vision.faces import Face
 
 
 @dataclass(frozen=True)

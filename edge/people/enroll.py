@@ -1,75 +1,19 @@
 """Enrollment: from image files/folders (all or nothing) or from the camera (guided, quality-gated, de-duplicated)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, List, Optional
 
 import cv2
 import numpy as np
 
-from edge.camera import IMAGE_EXTS, FrameSource
 from edge.errors import EnrollmentError
-from edge.gallery import Gallery
-from edge.jitter import template_embedding
-from edge.pipeline import FaceAnalyzer
+from edge.people.gallery import Gallery
+from edge.vision.jitter import template_embedding
+from edge.vision.analyzer import FaceAnalyzer
+from edge.vision.images import expand_paths, read_rgb
 
 NEAR_DUPLICATE = 0.97   # cosine above which a camera frame adds nothing new
-
-
-def expand_paths(paths) -> List[Path]:
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
-            if not files:
-                raise EnrollmentError(f"no images in folder {p}")
-            out.extend(files)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise EnrollmentError(f"no such file or folder: {p}")
-    return out
-
-
-#: Largest image accepted (pixels): 40 MP. A 16000x16000 JPEG would take gigabytes once decoded.
-MAX_PIXELS = 40_000_000
-
-
-def image_size(data: bytes):
-    """``(width, height)`` from a PNG or JPEG header without decoding it; None for other formats."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                i += 1
-                continue
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-                i += 1 if marker == 0xFF else 2
-                continue
-            length = int.from_bytes(data[i + 2:i + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
-            i += 2 + length
-    return None
-
-
-def read_rgb(path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    data = np.fromfile(str(path), np.uint8) if os.path.getsize(path) else np.zeros(0, np.uint8)
-    size = image_size(data[:65536].tobytes()) if data.size else None
-    if size and size[0] * size[1] > max_pixels:
-        raise EnrollmentError(f"image {path} is {size[0]}x{size[1]}: more than {max_pixels // 1_000_000} MP; "
-                              "use a smaller photo")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise EnrollmentError(f"cannot read image {path} (not an image, or corrupt)")
-    if bgr.shape[0] * bgr.shape[1] > max_pixels:
-        raise EnrollmentError(f"image {path} is {bgr.shape[1]}x{bgr.shape[0]}: more than "
-                              f"{max_pixels // 1_000_000} MP; use a smaller photo")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def closest_other(name: str, embeddings: np.ndarray, index) -> tuple:
@@ -115,9 +59,9 @@ STRICT_ACCEPT = 0.5   # warn when fewer than this share of a person's single pho
 
 def strangers_level(index, name: str, cohort, k: int) -> Optional[float]:
     """How close the strangers a person's photos look most like are: the median over their templates of the mean
-    similarity to their ``k`` closest cohort faces (:func:`edge.cohort.crowding`). A photo of them at the door
+    similarity to their ``k`` closest cohort faces (:func:`edge.people.cohort.crowding`). A photo of them at the door
     must beat about this by the margin. None without a cohort or ``k``."""
-    from edge.cohort import crowding
+    from edge.people.cohort import crowding
 
     if cohort is None or not k or not len(index):
         return None
@@ -131,7 +75,7 @@ def threshold_lines(person, threshold: float, cohort, strangers: Optional[float]
     when it is so strict that they will struggle to get in (estimated from the model's genuine-score quantiles
     that the shipped cohort records). ``strangers`` (:func:`strangers_level`): a photo must also beat them by
     ``min_margin``, which counts like a threshold."""
-    from edge.cohort import estimated_accept
+    from edge.people.cohort import estimated_accept
 
     own = person.threshold
     if own is None:

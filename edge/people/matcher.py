@@ -1,6 +1,6 @@
 """Matching an embedding against the gallery: cosine similarity, best person, and margin to the closest other face
 it could be: the second-best enrolled person or, given a stranger cohort, its closest strangers
-(:func:`edge.cohort.crowding`)."""
+(:func:`edge.people.cohort.crowding`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from edge.cohort import crowding
+from edge.people.cohort import crowding
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Match:
     second: Optional[str]
     second_score: float
     margin: float             # score - max(second_score, crowd) (score + 1 with one person and no cohort)
-    threshold: float = float("-inf")   # the best person's own threshold (edge.cohort); -inf when not calibrated
+    threshold: float = float("-inf")   # the best person's own threshold (edge.people.cohort); -inf when not calibrated
     crowd: float = float("-inf")       # mean similarity of the face to its closest cohort strangers; -inf: no cohort
 
 

@@ -8,7 +8,7 @@ from the faces of a *cohort* of strangers (embeddings only, no images): the pers
 (the best of their templates, as the matcher scores them) is computed, and the tail of those scores is extrapolated
 to the false-accept rate ``far`` per comparison (a peaks-over-threshold fit: the ``k`` highest scores above the
 (k+1)-th are taken as exponential, ``threshold = u + mean(excess) * ln(k / (N * far))``). The door then uses the
-stricter of that and the global threshold (:func:`edge.decision.passes`): calibration can only make a person harder
+stricter of that and the global threshold (:func:`edge.door.decision.passes`): calibration can only make a person harder
 to match, never easier.
 
 A cohort is one ``.npz`` file: ``embeddings`` (N x D, float16, unit length) and ``meta`` (JSON: provenance, the model
@@ -17,7 +17,7 @@ model (``<model>-cohort.npz``); ``doorface cohort build --images DIR`` makes ano
 directory (``<state>/cohort.npz``) and ``doorface cohort reset`` goes back to the shipped one.
 
 The same cohort also measures the other side of a comparison, the face at the door (:func:`crowding`): how close
-the face comes to the strangers it is most like. The margin rule of :mod:`edge.decision` asks the face to beat its
+the face comes to the strangers it is most like. The margin rule of :mod:`edge.door.decision` asks the face to beat its
 best enrolled person over both the second enrolled person and these strangers, so a face that looks like many
 people must match more clearly, and a household of one person still has something to be measured against.
 """
@@ -33,7 +33,9 @@ from typing import Optional
 
 import numpy as np
 
-from edge.errors import GalleryError
+from edge.errors import DoorfaceError, GalleryError
+from edge.vision.faces import largest
+from edge.vision.images import image_files, read_rgb
 
 FORMAT = "doorface-cohort"
 FORMAT_VERSION = 1
@@ -175,12 +177,7 @@ def active(state_dir, model_path, model_sha256: str) -> Optional[Cohort]:
 def embed_folder(root, analyzer, progress=None):
     """``(embeddings, images, skipped)``: the largest face of every image under ``root`` (recursively), through the
     door's own pipeline (``analyzer``: detection, alignment, embedding; no quality gate, as strangers come)."""
-    from edge.camera import IMAGE_EXTS
-    from edge.enroll import read_rgb
-    from edge.errors import DoorfaceError
-    from edge.faces import largest
-
-    files = sorted(f for f in Path(root).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+    files = image_files(root, recursive=True)
     embs, skipped = [], 0
     for f in (progress(files) if progress else files):
         try:

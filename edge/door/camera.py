@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from edge.errors import CameraError
+from edge.vision.images import image_files
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
 
 
@@ -72,7 +72,7 @@ class FolderSource(FrameSource):
     def open(self):
         if not self.folder.is_dir():
             raise CameraError(f"no such image folder: {self.folder}")
-        self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        self._files = image_files(self.folder)
         self._i = 0
         return self
 

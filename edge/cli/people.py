@@ -1,0 +1,129 @@
+"""Commands about who is known: ``enroll`` (from photos or the camera) and ``users`` (list, remove, rename,
+re-embed after a model change)."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from edge.cli.common import analyzer_and_gallery, load_config, progress, setup_logging
+
+
+def add_parsers(sub, common) -> None:
+    p = sub.add_parser("enroll", parents=[common], help="enroll a person from images or the camera")
+    p.add_argument("name")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--images", nargs="+", metavar="PATH", help="image files or folders")
+    g.add_argument("--camera", action="store_true", help="guided capture from the configured camera")
+    p.add_argument("--source", help="camera URI for --camera (overrides camera.source)")
+    p.add_argument("--count", type=int, default=5, help="templates to capture with --camera (default 5)")
+    p.add_argument("--force", action="store_true",
+                   help="enroll even if the face matches another person or lies within the door's margin of one")
+
+    p = sub.add_parser("users", parents=[common], help="list, remove, rename people; re-embed after a model change")
+    usub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    usub.add_parser("list", parents=[common])
+    r = usub.add_parser("remove", parents=[common])
+    r.add_argument("name")
+    r = usub.add_parser("rename", parents=[common])
+    r.add_argument("old")
+    r.add_argument("new")
+    usub.add_parser("reembed", parents=[common])
+
+
+def cmd_enroll(args) -> int:
+    from edge.build import load_cohort
+    from edge.people import enroll
+    from edge.vision.sidecar import operating_point, stranger_neighbours
+
+    cfg = load_config(args, {"camera.source": getattr(args, "source", None)})
+    setup_logging(cfg["log"]["level"], args.verbose)
+    analyzer, g = analyzer_and_gallery(cfg, create=True)
+    cohort = load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder)
+    with g:
+        thr, margin, _ = operating_point(analyzer.embedder.meta, cfg["match"])
+        if args.images:
+            n = enroll.enroll_images(args.name, args.images, analyzer, g, thr, args.force, progress("enroll"),
+                                     min_margin=margin, cohort=cohort)
+        else:
+            from edge.door.camera import open_source
+
+            cam = cfg["camera"]
+            src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
+            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force, min_margin=margin,
+                                     cohort=cohort)
+        person = next(p for p in g.people() if p.name == args.name.strip())
+        near = enroll.strangers_level(g.index(analyzer.embedder.sha256), person.name, cohort,
+                                      stranger_neighbours(analyzer.embedder.meta, cfg["match"]))
+    print(f"enrolled {args.name}: {n} template(s)")
+    for line in enroll.threshold_lines(person, thr, cohort, near, margin):
+        print(line)
+    return 0
+
+
+def recalibrated(cfg, g, cohort) -> None:
+    """Print every person's threshold after a recalibration (with the strict-threshold warnings)."""
+    from edge.people.enroll import strangers_level, threshold_lines
+    from edge.vision.sidecar import operating_point, read_sidecar, stranger_neighbours
+
+    meta = read_sidecar(cfg["model"]["embedder"])
+    thr, margin, _ = operating_point(meta, cfg["match"])
+    k = stranger_neighbours(meta, cfg["match"])
+    index = g.index(meta["sha256"]) if k and cohort is not None else None
+    for person in g.people():
+        near = strangers_level(index, person.name, cohort, k) if index is not None else None
+        for line in threshold_lines(person, thr, cohort, near, margin):
+            print(line)
+
+
+def _reembed(cfg) -> int:
+    from functools import partial
+
+    from edge.build import calibration_line, load_cohort
+    from edge.vision.jitter import template_embedding
+
+    analyzer, g = analyzer_and_gallery(cfg)
+    cohort = load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder)
+    with g:
+        n = g.reembed(partial(template_embedding, analyzer.embedder.embed_crop), analyzer.embedder.sha256,
+                      progress("reembed"), input_size=analyzer.embedder.input_size, cohort=cohort)
+        print(f"re-embedded {n} template(s) with model {analyzer.embedder.sha256[:12]}; "
+              f"{calibration_line(cfg, cohort)}")
+        recalibrated(cfg, g, cohort)
+    return 0
+
+
+def _list(cfg, g) -> None:
+    from edge.vision.sidecar import operating_point, read_sidecar
+
+    thr = operating_point(read_sidecar(cfg["model"]["embedder"]), cfg["match"])[0]
+    off = cfg["match"]["calibration"] == "off"
+    people = g.people()
+    for p in people:
+        created = dt.datetime.fromtimestamp(p.created).strftime("%Y-%m-%d %H:%M")
+        own = "not calibrated" if p.threshold is None else f"own {p.threshold:.3f}"
+        used = thr if off or p.threshold is None else max(thr, p.threshold)
+        print(f"{p.name}\t{p.templates} template(s)\tenrolled {created}\tthreshold {used:.3f} "
+              f"({own}{', not used: calibration off' if off and p.threshold is not None else ''})")
+    if not people:
+        print("nobody enrolled")
+
+
+def cmd_users(args) -> int:
+    from edge.people import gallery as gal
+
+    cfg = load_config(args)
+    if args.action == "reembed":
+        return _reembed(cfg)
+    with gal.Gallery(Path(cfg["state"]["dir"]) / gal.FILENAME) as g:
+        if args.action == "list":
+            _list(cfg, g)
+        elif args.action == "remove":
+            g.remove(args.name)
+            print(f"removed {args.name}")
+        elif args.action == "rename":
+            g.rename(args.old, args.new)
+            print(f"renamed {args.old} -> {args.new}")
+    return 0
+
+
+COMMANDS = {"enroll": cmd_enroll, "users": cmd_users}
