@@ -19,6 +19,7 @@ from edge.door.daemon import Daemon
 from edge.door.decision import DecisionPolicy, PolicyConfig
 from edge.vision.detector import BlazeFaceDetector
 from edge.vision.embedder import Embedder
+from edge.vision import livecal
 from edge.vision.liveness import LivenessModel
 from edge.people.matcher import TemplateIndex
 from edge.vision.analyzer import FaceAnalyzer
@@ -45,6 +46,31 @@ def build_liveness(cfg) -> Optional[LivenessModel]:
         return None
     th = None if lv["threshold"] == "model" else float(lv["threshold"])
     return LivenessModel(lv["model"], th, cfg["model"]["threads"], runtime_pref(cfg))
+
+
+def calibrate_liveness(cfg, state_dir, lv) -> Optional[str]:
+    """Set a loaded liveness model's threshold for this door: the config's number, else this door's calibration
+    (:mod:`edge.vision.livecal`, bounded by the model's threshold and the ceiling), else the model's. Returns the
+    line that says which (None when liveness is off)."""
+    if lv is None:
+        return None
+    c = cfg["liveness"]
+    if c["threshold"] != "model":
+        return f"liveness threshold {lv.threshold:.4f} from the config (liveness.threshold)"
+    floor = lv.model_threshold
+    try:
+        cal = livecal.load(state_dir, lv.sha256) if c["calibration"] == "door" else None
+    except livecal.CalibrationError as exc:   # the door goes on at the model's threshold; check says why
+        lv.set_threshold(None, "model")
+        return f"liveness threshold {floor:.4f}, the model's: {exc}"
+    if cal is None or len(cal.scores) < livecal.MIN_FRAMES:
+        lv.set_threshold(None, "model")
+        why = "liveness.calibration = off" if c["calibration"] == "off" else \
+            cal.describe(c["live_reject_target"], floor) if cal is not None else \
+            "not calibrated at this door (`doorface liveness calibrate`, or enroll at the camera)"
+        return f"liveness threshold {floor:.4f}, the model's ({why})"
+    lv.set_threshold(cal.threshold(c["live_reject_target"], floor), "door calibration")
+    return cal.describe(c["live_reject_target"], floor)
 
 
 def build_analyzer(cfg) -> FaceAnalyzer:
@@ -134,6 +160,9 @@ class DoorParts:
 
     def calibration_line(self, cohort: Optional[Cohort], meta) -> str:
         return calibration_line(self.cfg, cohort, meta)
+
+    def calibrate_liveness(self, state_dir: Path, liveness) -> Optional[str]:
+        return calibrate_liveness(self.cfg, state_dir, liveness)
 
 
 def daemon(cfg, state_dir=None, analyzer: Optional[FaceAnalyzer] = None, **kw) -> Daemon:

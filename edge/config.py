@@ -35,6 +35,7 @@ RULES: Dict[tuple, Any] = {
     ("match", "calibration"): ("cohort", "off"),
     ("match", "stranger_neighbours"): (0, 100),   # or "model" (MODEL_OR_NUMBER); a whole number
     ("liveness", "threshold"): (0.01, 0.99),   # or "model" (MODEL_OR_NUMBER)
+    ("liveness", "calibration"): ("door", "off"), ("liveness", "live_reject_target"): (0.01, 0.5),
     ("decision", "frames_needed"): (1, 100), ("decision", "frames_window"): (1, 100),
     ("decision", "window_seconds"): (0.1, 60), ("decision", "attempt_gap_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
     ("decision", "lockout_attempts"): (1, 1000), ("decision", "lockout_window_seconds"): (1, 86400),

@@ -1,4 +1,4 @@
-"""``doorface``: the command line of the door (run, relay, events, open, enroll, users, cohort, identify, embed,
+"""``doorface``: the command line of the door (run, relay, events, open, enroll, users, cohort, liveness, identify, embed,
 check, config). One module per command group; this one only assembles them.
 
 Every command takes ``--config FILE`` and ``--state-dir DIR``. Errors are one line on stderr with a non-zero
@@ -11,11 +11,11 @@ import os
 import sys
 
 from edge import __version__
-from edge.cli import check, cohort, door, people, photos
+from edge.cli import check, cohort, door, liveness, people, photos
 from edge.cli.common import common_parser
 from edge.errors import DoorfaceError
 
-GROUPS = (door, people, cohort, photos, check)
+GROUPS = (door, people, cohort, liveness, photos, check)
 COMMANDS = {name: fn for group in GROUPS for name, fn in group.COMMANDS.items()}
 
 

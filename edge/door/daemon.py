@@ -91,6 +91,8 @@ class Daemon:
         try:
             self.index = self._load_index(analyzer)
             log.info("reloaded gallery: %d templates", len(self.index))
+            if analyzer.liveness is not None:
+                log.info(self.parts.calibrate_liveness(self.state_dir, analyzer.liveness))
         except GalleryError as exc:
             log.error("reload failed, keeping the previous gallery: %s", exc)
         self.notifier.ready(f"{len(self.index)} templates")
@@ -181,6 +183,7 @@ class Daemon:
         meta = analyzer.embedder.load().meta
         if analyzer.liveness is not None:
             analyzer.liveness.load()   # missing or tampered: ModelError, the door stays locked
+            log.info(self.parts.calibrate_liveness(self.state_dir, analyzer.liveness))
         else:
             log.warning(self.parts.liveness_off)
         self.index = self._load_index(analyzer)

@@ -110,6 +110,8 @@ class LivenessModel:
                  runtime: Optional[list] = None, verify: bool = True):
         self.model_path = str(model_path)
         self._threshold = threshold    # None: the sidecar's
+        #: where the threshold comes from: "model" (the sidecar), "config", or a door calibration's description
+        self.threshold_source = "model" if threshold is None else "config"
         self.num_threads = int(num_threads)
         self.runtime = runtime
         self.verify = verify
@@ -140,6 +142,16 @@ class LivenessModel:
     @property
     def threshold(self) -> float:
         return float(self._threshold if self._threshold is not None else self.load().meta["threshold"])
+
+    @property
+    def model_threshold(self) -> float:
+        """The sidecar's threshold (the floor of a door calibration)."""
+        return float(self.load().meta["threshold"])
+
+    def set_threshold(self, value: Optional[float], source: str) -> None:
+        """Use ``value`` (None: the sidecar's) from now on, saying where it comes from."""
+        self._threshold = None if value is None else float(value)
+        self.threshold_source = source
 
     @property
     def sha256(self) -> str:
@@ -192,6 +204,7 @@ class FakeLiveness:
         self.model_path = "fake"
         self.backend = "fake"
         self.meta = {"sha256": "fake-liveness", "threshold": self._threshold}
+        self.threshold_source = "model"
 
     def load(self) -> "FakeLiveness":
         return self
@@ -199,6 +212,14 @@ class FakeLiveness:
     @property
     def threshold(self) -> float:
         return self._threshold
+
+    @property
+    def model_threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    def set_threshold(self, value: Optional[float], source: str) -> None:
+        self._threshold = self.model_threshold if value is None else float(value)
+        self.threshold_source = source
 
     @property
     def sha256(self) -> str:
