@@ -13,8 +13,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge", "train", "convert", "bench")
-#: edge's rooms, lowest first; a module may import its own room and any lower one.
-RANK = {"base": 0, "vision": 1, "people": 2, "door": 3, "build": 4, "cli": 5}
+#: edge's rooms, lowest first; a module may import its own room and any lower one. The integrations (the Home
+#: Assistant bridge, the web page) sit above the composition root and below the CLI: separate processes that talk
+#: to the door through its socket.
+RANK = {"base": 0, "vision": 1, "people": 2, "door": 3, "build": 4, "mqtt": 4.5, "web": 4.5, "cli": 5}
+#: Network-facing rooms never share a process with the relay: they must not import these.
+NETWORK_ROOMS = ("mqtt", "web")
+GPIO = ("edge.door.relay", "edge.door.daemon", "gpiozero", "Jetson", "lgpio", "RPi")
 MAX_FUNCTION_LINES = 60
 
 
@@ -115,6 +120,17 @@ def test_edge_imports_run_one_way():
 def test_nothing_imports_the_cli():
     bad = [f"{m} -> {d}" for m, deps in graph().items() for d in deps
            if room(d) == "cli" and not d.startswith("edge.__main__") and room(m) != "cli"]
+    assert not bad, bad
+
+
+def test_network_facing_code_never_touches_gpio():
+    bad = []
+    for room_name in NETWORK_ROOMS:
+        for f in (ROOT / "edge" / room_name).rglob("*.py") if (ROOT / "edge" / room_name).is_dir() else ():
+            for node in ast.walk(ast.parse(f.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                bad += [f"{f.relative_to(ROOT)} imports {n}" for n in names if n.startswith(GPIO)]
     assert not bad, bad
 
 
