@@ -17,7 +17,7 @@ RUN     ?= runs/stage4
 MODEL   ?= models/doorface-int8.tflite
 
 .PHONY: install install-edge models samples demo test test-all train train-quick eval convert bench bench-model \
-        bench-fair bench-liveness convert-dlib convert-liveness cohorts \
+        bench-fair bench-liveness convert-dlib convert-liveness convert-landmarks cohorts \
         compare-losses install-service uninstall-service clean
 
 install: $(STAMP) $(DETECTOR)
@@ -96,6 +96,11 @@ convert-dlib: install $(DLIB150)
 	    --stranger-neighbours 5 --decision-note "python -m bench.operating --model models/doorface-dlib-int8.tflite --folds 3,4,5 --seeds 20: the loosest rule letting in at most 0.1% of strangers' photos in the LFW open-set protocol with per-person thresholds (37 of 37,041, enrolled reject 26.9%; 5 enrolments chose the same); folds 1-2 are kept for reporting"
 	cp runs/dlib/ship/doorface-dlib-int8.tflite runs/dlib/ship/doorface-dlib-int8.json \
 	    runs/dlib/ship/doorface-dlib-parity.json models/
+
+# dlib's 5-point landmark model -> models/doorface-landmarks5.npz + sidecar (numpy, no dlib on the device): parity-
+# gated against dlib on the sample photos and 200 LFW images, BlazeFace -> HOG box map fitted on LFW (~30 s).
+convert-landmarks: install
+	$(VPY) -m convert.landmarks --out models --lfw $(LFW) --detector $(DETECTOR)
 
 convert: install
 	$(VPY) -m convert $(RUN)/model.keras --out models --quant int8 --eval-cache $(CACHE) --pairs $(PAIRS) --folds 1,2
