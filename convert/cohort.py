@@ -3,13 +3,14 @@ thresholds (:mod:`edge.people.cohort`).
 
     python -m convert.cohort --model models/doorface-dlib-int8.tflite [--lfw ARCHIVE] [--pairs PAIRS]
                              [--exclude-folds 1,2]
+    python -m convert.cohort --reseal models/*-cohort.npz      # seal cohorts of format 1, embeddings untouched
 
 Every LFW image of a person who is not in the excluded folds of ``pairs-dev.txt`` (folds 1-2: the folds every
 reported figure is measured on, so the people enrolled in those figures are never in the cohort) goes through the
 device's own path (BlazeFace, the face nearest the centre, the model's alignment, the TFLite model). The file also
 records the model's genuine-score quantiles (every same-person pair of the cohort's images), from which
 ``doorface enroll`` estimates how hard a strict per-person threshold will be for that person. Writes
-``<model>-cohort.npz`` beside the model.
+``<model>-cohort.npz`` beside the model, sealed (:func:`edge.people.cohort.seal`).
 """
 from __future__ import annotations
 
@@ -66,15 +67,32 @@ def embed_lfw(archive, model: str, detector: str, exclude: set, progress=None):
     return np.stack(out), np.array(persons), len(items), emb
 
 
+def reseal(paths) -> int:
+    """Seal cohorts written before the meta was sealed (format 1): embeddings and meta are kept as they are."""
+    from edge.people import cohort as co
+
+    for path in paths:
+        before = Path(path).read_bytes()
+        c = co.reseal(path)
+        print(f"{path}: sealed (format {co.FORMAT_VERSION}, content_sha256 {c.meta['content_sha256'][:12]}, "
+              f"embeddings sha256 {c.sha256[:12]} unchanged; {len(before)} -> {Path(path).stat().st_size} bytes)")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert.cohort", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--reseal", nargs="+", metavar="NPZ", help="seal these cohorts of format 1 in place and exit")
+    ap.add_argument("--model")
     ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
     ap.add_argument("--lfw", default=LFW)
     ap.add_argument("--pairs", default=PAIRS)
     ap.add_argument("--exclude-folds", default="1,2", help="people of these pairs folds are left out")
     ap.add_argument("--out", help="default: <model>-cohort.npz beside the model")
     args = ap.parse_args(argv)
+    if args.reseal:
+        return reseal(args.reseal)
+    if not args.model:
+        ap.error("--model is required (or --reseal)")
     from tqdm import tqdm
 
     from edge.people import cohort as co

@@ -7,6 +7,7 @@ naming the key.
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -109,8 +110,15 @@ def merge(base: dict, layer: dict, origin: str) -> dict:
     return out
 
 
-def validate(cfg: dict) -> dict:
+#: A gpiozero pin name: a BCM number ("17"), GPIO17, BCM17, BOARD11, WPI0 or header:pin (J8:11). Jetson: a number.
+GPIO_PIN = re.compile(r"(?:GPIO|BCM|BOARD|WPI)?(?:0|[1-9][0-9]*)|[A-Z][A-Z0-9]*:(?:0|[1-9][0-9]*)")
+JETSON_PIN = re.compile(r"[1-9][0-9]*")
+
+
+def _check_rules(cfg: dict, sections=None) -> None:
     for (section, key), rule in RULES.items():
+        if sections is not None and section not in sections:
+            continue
         value = cfg[section][key]
         if (section, key) in MODEL_OR_NUMBER and value == "model":
             continue
@@ -119,6 +127,26 @@ def validate(cfg: dict) -> dict:
                 raise ConfigError(f"config: {section}.{key} must be one of {', '.join(rule)}, not {value!r}")
         elif not rule[0] <= value <= rule[1]:
             raise ConfigError(f"config: {section}.{key} = {value} is out of range [{rule[0]}, {rule[1]}]")
+
+
+def validate_relay(relay: dict) -> dict:
+    """The checks of [relay] alone (the re-lock helper reads nothing else): the backend, the pulse length and a pin
+    name its backend can take."""
+    _check_rules({"relay": relay}, ("relay",))
+    pin = str(relay["pin"])
+    if not pin.strip():
+        raise ConfigError("config: relay.pin must not be empty")
+    if relay["backend"] == "jetson" and not JETSON_PIN.fullmatch(pin):
+        raise ConfigError(f"config: relay.pin = {pin!r} is not a Jetson BOARD pin number (e.g. \"12\")")
+    if relay["backend"] != "jetson" and not GPIO_PIN.fullmatch(pin):
+        raise ConfigError(f"config: relay.pin = {pin!r} is not a GPIO pin name: a BCM number (\"17\"), or GPIO17, "
+                          "BCM17, BOARD11, WPI0, J8:11")
+    return relay
+
+
+def validate(cfg: dict) -> dict:
+    _check_rules(cfg)
+    validate_relay(cfg["relay"])
     mt = cfg["match"]
     if mt["calibration"] == "off" and mt["stranger_neighbours"] not in ("model", 0):
         raise ConfigError("config: match.stranger_neighbours needs match.calibration = \"cohort\" (the strangers are "
@@ -131,8 +159,6 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("config: quality.min_brightness must be below quality.max_brightness")
     if cfg["camera"]["reopen_initial_seconds"] > cfg["camera"]["reopen_max_seconds"]:
         raise ConfigError("config: camera.reopen_initial_seconds must not exceed camera.reopen_max_seconds")
-    if not str(cfg["relay"]["pin"]).strip():
-        raise ConfigError("config: relay.pin must not be empty")
     return cfg
 
 

@@ -93,15 +93,31 @@ system chown root:doorface "$ETC" "$ETC/doorface.toml"
 
 # 4. The unit, enabled and started.
 run mkdir -p "$DESTDIR$(dirname "$UNIT")"
-# Bake the relay's pin and polarity into the re-lock helper's fallback (used when the config cannot be read).
-PIN=$(sed -n 's/^pin *= *"\{0,1\}\([^" #]*\)"\{0,1\}.*/\1/p' "$DESTDIR$ETC/doorface.toml" 2>/dev/null | head -n 1)
-PIN=${PIN:-17}
-LOW=""
-if grep -q '^active_high *= *false' "$DESTDIR$ETC/doorface.toml" 2>/dev/null; then LOW=" --active-low"; fi
+# Bake the relay's pin, polarity and backend into the re-lock helper's last resort. The helper locks the configured
+# relay first, then the last good one (recorded by `doorface config --validate` and every daemon start), and this
+# pin only when neither can be used: so a pin edited after installing is followed without running this again.
+CONF="$DESTDIR$ETC/doorface.toml"
+PIN=$(sed -n -e 's/^pin *= *"\([^"]*\)".*/\1/p' -e 's/^pin *= *\([0-9][0-9]*\) *\(#.*\)\{0,1\}$/\1/p' "$CONF" 2>/dev/null \
+      | head -n 1)
+BACKEND=$(sed -n 's/^backend *= *"\([a-z]*\)".*/\1/p' "$CONF" 2>/dev/null | head -n 1)
+PINRE='(GPIO|BCM|BOARD|WPI)?(0|[1-9][0-9]*)|[A-Z][A-Z0-9]*:(0|[1-9][0-9]*)'
+if [ "$BACKEND" = jetson ]; then PINRE='[1-9][0-9]*'; fi
+if [ -z "$PIN" ]; then
+    PIN=17
+elif ! printf '%s\n' "$PIN" | grep -Eqx "$PINRE"; then
+    echo "install.sh: warning: relay.pin = \"$PIN\" in $ETC/doorface.toml is not a pin name; the re-lock helper's" \
+         "last resort is pin 17 (fix the config, then check it: doorface config --validate)" >&2
+    PIN=17
+fi
+EXTRA=""
+if grep -q '^active_high *= *false' "$CONF" 2>/dev/null; then EXTRA=" --active-low"; fi
+case "$BACKEND" in
+    lgpio|rpigpio|native|pigpio|jetson) EXTRA="$EXTRA --fallback-backend $BACKEND" ;;
+esac
 if [ "$DRY" = 1 ]; then
-    echo "would write $UNIT (re-lock fallback: pin $PIN$LOW)"
+    echo "would write $UNIT (re-lock last resort: pin $PIN$EXTRA)"
 else
-    sed -e "s|--pin 17$|--pin $PIN$LOW|" "$REPO/systemd/doorface.service" > "$DESTDIR$UNIT"
+    sed -e "s|--pin 17$|--pin $PIN$EXTRA|" "$REPO/systemd/doorface.service" > "$DESTDIR$UNIT"
 fi
 system systemctl daemon-reload
 system systemctl enable --now doorface.service

@@ -59,6 +59,9 @@ def test_cohort_file_round_trip_and_refusals(tmp_path):
     c = co.save(tmp_path / "c.npz", e, {"source": "test", "model_sha256": "m1"})
     back = co.load(tmp_path / "c.npz", "m1")
     assert back.sha256 == c.sha256 and back.meta["count"] == 100 and back.k == co.TAIL_K
+    assert back.meta["format_version"] == co.FORMAT_VERSION == 2 and back.meta == c.meta      # sealed as written
+    assert back.meta["content_sha256"] == co.content_digest({k: v for k, v in back.meta.items()
+                                                             if k != "content_sha256"})
     assert np.allclose(back.embeddings, e, atol=1e-3)
     assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o600
     with pytest.raises(co.CohortError, match="another model"):
@@ -294,7 +297,9 @@ def test_the_shipped_cohorts_belong_to_their_models(each_model):
     path = co.shipped_path(each_model)
     if not path.exists():
         pytest.skip(f"{path} missing")
-    c = co.load(path, read_sidecar(each_model)["sha256"])      # digest and model sha256 verified
+    c = co.load(path, read_sidecar(each_model)["sha256"])      # seal, digest and model sha256 verified
+    assert c.meta["format_version"] == co.FORMAT_VERSION and c.meta["content_sha256"]
+    assert (c.k, c.far) == (co.TAIL_K, co.TARGET_FAR) == (c.meta["k"], c.meta["far"])
     assert c.meta["count"] > 4000 and c.meta["genuine_quantiles"] and "Labeled Faces in the Wild" in c.meta["source"]
 
 
@@ -422,3 +427,153 @@ def test_convert_decision_records_an_operating_point_without_touching_the_model(
     p.write_text(p.read_text().replace('"min_margin": 0.04', '"min_margin": 0.0'))
     assert main([str(model), "--far-target", "1e-4", "--min-margin", "0.04", "--note", "x"]) == 1
     assert "edited" in capsys.readouterr().err
+
+
+# --- what is checked is what is used: the cohort is sealed (issue 25, item 4) ----------------------------------------
+
+def _rewrite(path, reseal=False, drop=(), **changes):
+    """Rewrite a cohort file with ``changes`` to its meta (as someone editing it by hand would), optionally sealing
+    the edit again (as someone who read the code would)."""
+    import json
+
+    with np.load(path) as z:
+        e, meta = z["embeddings"].copy(), json.loads(str(z["meta"]))
+    meta.update(changes)
+    for k in drop:
+        meta.pop(k, None)
+    if reseal:
+        meta = co.seal(meta)
+    with open(path, "wb") as f:
+        np.savez(f, embeddings=e, meta=np.array(json.dumps(meta, sort_keys=True)))
+
+
+def _flips(data: bytes, path, positions):
+    """Load ``data`` with one bit flipped at each position: ``{outcome: count}``; a flip may only be refused with a
+    CohortError or be harmless (the same embeddings and meta load)."""
+    import collections
+
+    clean = co.load(path)
+    out = collections.Counter()
+    for pos in positions:
+        b = bytearray(data)
+        b[pos] ^= 1 << (pos % 8)
+        path.write_bytes(bytes(b))
+        try:
+            c = co.load(path)
+        except co.CohortError as exc:
+            assert "\n" not in str(exc)
+            out["refused"] += 1
+            continue
+        assert c.meta == clean.meta and np.array_equal(c.embeddings, clean.embeddings), f"flip at {pos} went unseen"
+        out["harmless"] += 1
+    path.write_bytes(data)
+    return out
+
+
+def test_every_flipped_bit_of_a_cohort_is_refused_in_one_line_or_harmless(tmp_path):
+    rng = np.random.default_rng(11)
+    path = tmp_path / "c.npz"
+    co.save(path, _unit(rng.normal(size=(co.MIN_COHORT, 8))), {"source": "test", "model_sha256": "m"})
+    data = path.read_bytes()
+    out = _flips(data, path, range(len(data)))            # every byte of the file
+    print(f"cohort bit flips: {len(data)} positions, {dict(out)}")
+    assert out["refused"] >= 0.9 * len(data)           # the rest: zip header fields nobody reads (dates, ...)
+
+
+def test_flipped_bits_in_the_shipped_cohort_are_refused(tmp_path, shipped_model):
+    import random
+
+    path = tmp_path / "c.npz"
+    path.write_bytes(co.shipped_path(shipped_model).read_bytes())
+    data = path.read_bytes()
+    head = range(0, 4096)                                  # zip and array headers, the first embeddings
+    tail = range(len(data) - 40000, len(data))             # the meta (JSON, stored as UTF-32) and the zip directory
+    positions = sorted(set(random.Random(4).sample(head, 150) + random.Random(5).sample(tail, 150)
+                           + random.Random(6).sample(range(len(data)), 100)))
+    out = _flips(data, path, positions)
+    print(f"shipped cohort bit flips: {len(positions)} positions, {dict(out)}")
+    assert out["refused"] >= 0.9 * len(positions)
+
+
+def test_a_corrupt_cohort_is_one_line_and_no_config_ok(tmp_path, shipped_model, detector_path, capsys):
+    from conftest import copy_with_sidecar
+    from edge import cli
+
+    model = copy_with_sidecar(shipped_model, tmp_path / "m")
+    cohort = co.shipped_path(model)
+    data = bytearray(co.shipped_path(shipped_model).read_bytes())
+    data[len(data) // 2] ^= 0x10                           # one bit in the middle of the embeddings
+    cohort.write_bytes(bytes(data))
+    args = door_config(tmp_path, model, detector_path)
+    assert cli.main(["config", "--validate", *args]) == 1
+    out, err = capsys.readouterr()
+    assert "config OK" not in out and err.count("\n") == 1
+    assert err.startswith(f"doorface: corrupt cohort {cohort}: BadZipFile") and "unexpected error" not in err
+    assert cli.main(["check", *args]) == 1
+    assert f"cohort    FAIL corrupt cohort {cohort}" in capsys.readouterr().out
+
+
+def test_an_edited_cohort_cannot_lower_a_persons_threshold(tmp_path, samples, shipped_model, detector_path, capsys):
+    """The tester's edit: far 1e-4 -> 1e-3 in the cohort, then `users reembed`, lowered a person's own threshold.
+    Now an edit is refused (the seal), a re-sealed edit too (k and far are the code's), and so is the unsealed format:
+    the threshold never moves."""
+    from conftest import copy_with_sidecar
+    from edge import cli
+
+    model = copy_with_sidecar(shipped_model, tmp_path / "m")
+    cohort = co.shipped_path(model)
+    cohort.write_bytes(co.shipped_path(shipped_model).read_bytes())
+    original = cohort.read_bytes()
+    args = door_config(tmp_path, model, detector_path)
+    assert cli.main(["enroll", "obama", "--images", str(samples / "obama.jpg"), *args]) == 0
+
+    def own():
+        with Gallery(tmp_path / "state" / "gallery.sqlite") as g:
+            return g.people()[0].threshold
+
+    first = own()
+    assert first is not None
+    for edit, needle in (({"far": 1e-3}, "does not match its seal"),
+                         ({"far": 1e-3, "reseal": True}, "records calibration k=20, far=0.001"),
+                         ({"k": 5, "reseal": True}, "records calibration k=5"),
+                         ({"format_version": 1, "drop": ("content_sha256",)}, "format version 1, which is not sealed"),
+                         ({"genuine_quantiles": [0.0] * 101}, "does not match its seal")):
+        cohort.write_bytes(original)
+        _rewrite(cohort, **edit)
+        capsys.readouterr()
+        assert cli.main(["users", "reembed", *args]) == 1, edit
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, (edit, err)
+        assert own() == first
+    cohort.write_bytes(original)
+    assert cli.main(["users", "reembed", *args]) == 0
+    assert own() == pytest.approx(first)
+
+
+def test_k_and_far_are_the_codes_not_the_files(tmp_path):
+    rng = np.random.default_rng(12)
+    c = co.make(_unit(rng.normal(size=(60, 8))), {"k": 3, "far": 0.5, "model_sha256": "m"})   # asked for: ignored
+    assert (c.meta["k"], c.meta["far"], c.k, c.far) == (co.TAIL_K, co.TARGET_FAR, co.TAIL_K, co.TARGET_FAR)
+    odd = co.Cohort(c.embeddings, {**c.meta, "far": 0.5, "k": 3})      # an in-memory cohort cannot say otherwise
+    assert odd.threshold(c.embeddings[:1]) == c.threshold(c.embeddings[:1])
+
+
+def test_reseal_keeps_the_embeddings_and_refuses_an_edited_file(tmp_path):
+    rng = np.random.default_rng(13)
+    path = tmp_path / "c.npz"
+    c = co.save(path, _unit(rng.normal(size=(60, 8))), {"model_sha256": "m"}, mode=0o644)
+    with np.load(path) as z:
+        before = z["embeddings"].tobytes()
+    _rewrite(path, format_version=1, drop=("content_sha256",))      # a cohort written before the seal
+    with pytest.raises(co.CohortError, match="not sealed"):
+        co.load(path)
+    from convert.cohort import main
+
+    assert main(["--reseal", str(path)]) == 0
+    back = co.load(path, "m")
+    with np.load(path) as z:
+        assert z["embeddings"].tobytes() == before
+    assert back.sha256 == c.sha256 and back.meta == c.meta and path.stat().st_mode & 0o777 == 0o644
+    _rewrite(path, format_version=1, drop=("content_sha256",), far=1e-3)
+    with pytest.raises(co.CohortError, match="records calibration"):
+        co.reseal(path)

@@ -3,6 +3,7 @@ import time
 import pytest
 
 from edge.door.relay import GpioZeroRelay, make_relay, wait_locked
+from edge.errors import RelayError
 
 
 def test_mock_relay_starts_locked_and_pulses():
@@ -63,7 +64,7 @@ def test_context_manager_locks_on_exception():
 def test_bad_pin_is_a_clear_error():
     from edge.errors import RelayError
 
-    with pytest.raises(RelayError, match="GPIO"):
+    with pytest.raises(RelayError, match=r"^cannot open relay on pin 'NOT-A-PIN' \(mock\): NOT-A-PIN is not a valid"):
         make_relay("mock", "NOT-A-PIN", True).lock()
 
 
@@ -107,3 +108,88 @@ def test_signal_handler_only_sets_the_stop_flag(tmp_path):
     assert d._stop.is_set() and d.stopped_by == "SIGTERM"
     relay.close()
     assert not relay.is_unlocked
+
+
+# --- the re-lock helper's last good relay and its fallback chain (issue 25, item 1) ---------------------------------
+
+def test_last_good_relay_is_recorded_atomically_and_read_back(tmp_path):
+    import json
+    import stat
+
+    from edge.door.relay import LAST_GOOD, RelaySpec, recorded, remember_good, remember_relay
+
+    assert recorded(tmp_path) == {}
+    line = remember_good(tmp_path, "mock", "27", False, by="validate")
+    assert "recorded for the re-lock helper" in line
+    rec = recorded(tmp_path)
+    assert set(rec) == {"validated"} and rec["validated"] == RelaySpec("mock", "27", False, rec["validated"].origin)
+    assert "doorface config --validate" in rec["validated"].origin
+    assert stat.S_IMODE((tmp_path / LAST_GOOD).stat().st_mode) == 0o644   # root writes it, the service user reads it
+    # A daemon start records the relay it drives as both: driven and validated.
+    relay = make_relay("mock", "GPIO17", True)
+    relay.lock()
+    remember_relay(tmp_path, relay)
+    relay.close()
+    rec = recorded(tmp_path)
+    assert (rec["driven"].pin, rec["validated"].pin, rec["driven"].active_high) == ("GPIO17", "GPIO17", True)
+    assert "doorface run" in rec["driven"].origin
+    # A later validation replaces "validated" only: the pin the running daemon drives is kept.
+    remember_good(tmp_path, "mock", "22", True, by="validate")
+    rec = recorded(tmp_path)
+    assert rec["driven"].pin == "GPIO17" and rec["validated"].pin == "22"
+    assert [p.name for p in tmp_path.iterdir()] == [LAST_GOOD]               # no temporary file left behind
+    # Never creates a state directory, never raises.
+    missing = tmp_path / "nope"
+    assert "not recorded" in remember_good(missing, "mock", "17", True) and not missing.exists()
+    # A malformed record is one clear error (the helper says it and goes on to the baked-in pin).
+    (tmp_path / LAST_GOOD).write_text(json.dumps({"driven": {"backend": "mock", "pin": 17, "active_high": True}}))
+    with pytest.raises(RelayError, match="malformed"):
+        recorded(tmp_path)
+    (tmp_path / LAST_GOOD).write_text("{not json")
+    with pytest.raises(RelayError, match="cannot read the last good relay settings"):
+        recorded(tmp_path)
+
+
+def test_same_pin_knows_the_aliases():
+    from edge.door.relay import RelaySpec
+
+    a = RelaySpec("gpiozero", "17", True)
+    assert a.same_pin(RelaySpec("lgpio", "GPIO17", False)) and a.same_pin(RelaySpec("mock", "BCM17", True))
+    assert not a.same_pin(RelaySpec("gpiozero", "27", True))
+    assert not a.same_pin(RelaySpec("jetson", "17", True))      # Jetson BOARD numbers are another numbering
+
+
+def _chain(configured, records, baked):
+    from edge.door.relay import relock_chain
+
+    lines = []
+    locked = relock_chain(configured, records, baked, lambda line, ok: lines.append((ok, line)))
+    return [str(s) for s in locked], lines
+
+
+def test_relock_chain_tries_configured_then_last_good_then_baked_in():
+    from edge.door.relay import RelaySpec
+
+    good = RelaySpec("mock", "17", True, "config")
+    driven = RelaySpec("mock", "27", True, "last good: doorface run")
+    validated = RelaySpec("mock", "22", True, "last good: doorface config --validate")
+    baked = RelaySpec("mock", "5", True, "baked")
+    bad = RelaySpec("mock", "GPIO 27", True, "config")
+    # The config works: the pin the last daemon drove (the config now names another) first, then the configured one.
+    assert _chain(good, {"driven": driven, "validated": validated}, baked)[0] == [
+        "mock pin 27 active-high", "mock pin 17 active-high"]
+    assert _chain(good, {"driven": RelaySpec("mock", "GPIO17", False)}, baked)[0] == ["mock pin 17 active-high"]
+    # The configured pin fails: every recorded relay, not the baked-in one; each failure is one line.
+    locked, lines = _chain(bad, {"driven": driven, "validated": validated}, baked)
+    assert locked == ["mock pin 27 active-high", "mock pin 22 active-high"]
+    assert [ok for ok, _ in lines] == [True, False, True]
+    assert lines[1][1].startswith("could not lock mock pin GPIO 27 active-high (config): cannot open relay")
+    # An unusable config (a string: why) and no record: the baked-in pin.
+    locked, lines = _chain("config: relay.backend must be one of ...", {}, baked)
+    assert locked == ["mock pin 5 active-high"] and lines[0] == (False, "cannot use the configured relay: config: "
+                                                                         "relay.backend must be one of ...")
+    # Nothing works: nothing locked, every failure said.
+    locked, lines = _chain(bad, {"validated": RelaySpec("mock", "nonsense", True, "v")},
+                           RelaySpec("mock", "BOARD1", True, "baked"))
+    assert locked == [] and len(lines) == 3 and not any(ok for ok, _ in lines)
+    assert all("\n" not in line for _, line in lines)

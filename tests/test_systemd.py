@@ -31,8 +31,11 @@ def test_unit_has_the_required_settings():
                  "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
                  "CapabilityBoundingSet=\n", "RestrictAddressFamilies=AF_UNIX\n",
                  "SystemCallFilter=@system-service", "DevicePolicy=closed", "DeviceAllow=char-gpiochip",
-                 "ExecStartPre=/opt/doorface/venv/bin/doorface relay --lock --config /etc/doorface/doorface.toml",
-                 "ExecStopPost=/opt/doorface/venv/bin/doorface relay --lock --config /etc/doorface/doorface.toml"):
+                 "ExecStartPre=/opt/doorface/venv/bin/doorface relay --lock --config /etc/doorface/doorface.toml "
+                 "--state-dir /var/lib/doorface --pin 17\n",
+                 "ExecStopPost=/opt/doorface/venv/bin/doorface relay --lock --config /etc/doorface/doorface.toml "
+                 "--state-dir /var/lib/doorface --pin 17\n",
+                 "--state-dir /var/lib/doorface\n"):
         assert line in text, line
     # Every relaxation is commented.
     assert text.count("Relaxation") >= 3
@@ -96,3 +99,26 @@ def test_dry_run_changes_nothing(tmp_path, shipped_model, detector_path):
     assert r.returncode == 0, r.stderr
     assert "would run: cp" in r.stdout and "would write /etc/doorface/doorface.toml" in r.stdout
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("relay, baked, warned", [
+    ('pin = "27"\nactive_high = false\n', "--pin 27 --active-low", False),
+    ('backend = "lgpio"\npin = "GPIO22"  # the strike\n', "--pin GPIO22 --fallback-backend lgpio", False),
+    ("pin = 5\n", "--pin 5", False),
+    ('backend = "jetson"\npin = "12"\n', "--pin 12 --fallback-backend jetson", False),
+    ('pin = "GPIO 27"\n', "--pin 17", True),        # used to bake "--pin GPIO"
+    ('pin = "nonsense"\n', "--pin 17", True),
+    ('pin = ""\n', "--pin 17", False),
+    ('backend = "mock"\n', "--pin 17", False),       # a test backend is never baked in
+])
+def test_installer_bakes_a_valid_last_resort_pin(tmp_path, shipped_model, detector_path, relay, baked, warned):
+    root = tmp_path / "root"
+    (root / "etc/doorface").mkdir(parents=True)
+    (root / "etc/doorface/doorface.toml").write_text(f"[relay]\n{relay}")   # an edited config is kept, and read
+    r = subprocess.run(["sh", str(INSTALL)], env=dict(os.environ, DESTDIR=str(root)), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    unit = (root / "etc/systemd/system/doorface.service").read_text()
+    for line in ("ExecStartPre=", "ExecStopPost="):
+        helper = next(ln for ln in unit.splitlines() if ln.startswith(line))
+        assert helper.endswith(f"--state-dir /var/lib/doorface {baked}"), helper
+    assert ("is not a pin name" in r.stderr) == warned, r.stderr

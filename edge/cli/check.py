@@ -129,36 +129,50 @@ def cmd_check(args) -> int:
     return 0 if all(ok for _, ok, _ in results) else 1
 
 
-def cmd_config(args) -> int:
-    from edge import config
+def _config_lines(cfg) -> list:
+    """What ``config --validate`` reports after "config OK": the model and its rule, the calibration, liveness. Each
+    is checked first (the model's sidecar and hash, the threshold against the model, the cohort's seal, the liveness
+    model), so a config that fails any of them is refused before anything is said to be OK."""
     from edge.build import LIVENESS_OFF, build_liveness, calibration_line
     from edge.people import cohort as co
     from edge.vision.sidecar import operating_point, read_sidecar
+
+    meta = read_sidecar(cfg["model"]["embedder"])
+    thr, margin, far = operating_point(meta, cfg["match"])   # the one check of the config against its model
+    src = meta.get("source")
+    lines = [f"model: {cfg['model']['embedder']} ({'port of ' + src['file'] if src else 'doorface small model'}, "
+             f"{meta.get('quantization')}); threshold {thr:.3f}{f' (FAR {far})' if far else ''}, margin {margin:g}"]
+    if cfg["match"]["calibration"] == "off":
+        lines.append(calibration_line(cfg, None))
+    else:
+        lines.append(calibration_line(cfg, co.active(Path(cfg["state"]["dir"]), cfg["model"]["embedder"],
+                                                     meta["sha256"]), meta))
+    lv = build_liveness(cfg)    # the same object the door builds: the same threshold ("model" or the config's)
+    if lv is not None:
+        lv.load()
+        lines.append(f"liveness: {lv.model_path} ({lv.meta.get('quantization')}); live when score >= "
+                     f"{lv.threshold:.2f}")
+    else:
+        lines.append(f"liveness: OFF. Warning: {LIVENESS_OFF}")
+    return lines
+
+
+def cmd_config(args) -> int:
+    from edge import config
+    from edge.door.relay import remember_good
 
     if args.print_default:
         print(config.default_text(), end="")
         return 0
     cfg = load_config(args)
+    lines = _config_lines(cfg)
     system = " + " + str(config.SYSTEM_CONFIG) if config.SYSTEM_CONFIG.is_file() else ""
     print(f"config OK: {args.config or 'packaged defaults' + system}")
-    # Which model the door runs, and the rule it decides by (the model's sidecar is read, so a missing or
-    # tampered model is reported here as well).
-    meta = read_sidecar(cfg["model"]["embedder"])
-    thr, margin, far = operating_point(meta, cfg["match"])
-    src = meta.get("source")
-    print(f"model: {cfg['model']['embedder']} ({'port of ' + src['file'] if src else 'doorface small model'}, "
-          f"{meta.get('quantization')}); threshold {thr:.3f}{f' (FAR {far})' if far else ''}, margin {margin:g}")
-    if cfg["match"]["calibration"] == "off":
-        print(calibration_line(cfg, None))
-    else:
-        print(calibration_line(cfg, co.active(Path(cfg["state"]["dir"]), cfg["model"]["embedder"], meta["sha256"]),
-                               meta))
-    lv = build_liveness(cfg)    # the same object the door builds: the same threshold ("model" or the config's)
-    if lv is not None:
-        lv.load()
-        print(f"liveness: {lv.model_path} ({lv.meta.get('quantization')}); live when score >= {lv.threshold:.2f}")
-    else:
-        print(f"liveness: OFF. Warning: {LIVENESS_OFF}")
+    for line in lines:
+        print(line)
+    # A valid [relay] is what the service's re-lock helper falls back on when the config is later broken.
+    r = cfg["relay"]
+    print(remember_good(cfg["state"]["dir"], r["backend"], r["pin"], r["active_high"], by="validate"))
     return 0
 
 

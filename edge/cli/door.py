@@ -23,9 +23,10 @@ def add_parsers(sub, common) -> None:
                        help="drive the strike to its locked level and exit (the service's ExecStartPre/ExecStopPost)")
     p.add_argument("--lock", action="store_true", required=True, help="lock (the only action)")
     p.add_argument("--relay", help="relay backend (overrides relay.backend)")
-    p.add_argument("--pin", help="fallback pin when the config cannot be read (baked in by the installer)")
+    p.add_argument("--pin", help="last-resort pin (baked in by the installer): locked when neither the configured "
+                                 "relay nor the last good one (<state dir>/relay-last-good.json) could be")
     p.add_argument("--active-low", action="store_true", help="with --pin: the relay energises on a low level")
-    p.add_argument("--fallback-backend", default="gpiozero", help="with --pin: backend when the config is unreadable")
+    p.add_argument("--fallback-backend", default="gpiozero", help="with --pin: its backend")
 
     p = sub.add_parser("events", parents=[common], help="show the access log, or follow the door's live records")
     p.add_argument("--since", help="ISO date/time, or a duration like 30m, 12h, 7d")
@@ -40,30 +41,67 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the door's decision")
 
 
-def relay_settings(args) -> tuple:
-    """``(backend, pin, active_high, where)`` for the re-lock helper: only [relay] of the config, read leniently
-    (a config broken elsewhere must not stop the door from being locked), else the installer's baked-in values."""
-    try:
-        from edge.config import SYSTEM_CONFIG, defaults, tomllib
+def _relay_layer(args) -> tuple:
+    """``(path, toml)`` of the config the helper reads (only [relay] and [state] of it are used)."""
+    from edge.config import SYSTEM_CONFIG, tomllib
 
-        path = args.config or (str(SYSTEM_CONFIG) if SYSTEM_CONFIG.is_file() else None)
-        layer = tomllib.loads(Path(path).read_text()).get("relay", {}) if path else {}
-        r = {**defaults()["relay"], **layer}
-        if not isinstance(r["active_high"], bool):
-            raise ValueError("relay.active_high is not true/false")
-        return args.relay or r["backend"], str(r["pin"]), r["active_high"], path or "defaults"
-    except Exception as exc:  # unreadable file, bad TOML, wrong type: use what the installer baked in
-        if not args.pin:
-            raise ConfigError(f"cannot read the relay settings ({exc}) and no --pin fallback was given") from None
-        return args.relay or args.fallback_backend, args.pin, not args.active_low, f"fallback ({exc})"
+    path = args.config or (str(SYSTEM_CONFIG) if SYSTEM_CONFIG.is_file() else None)
+    return path, (tomllib.loads(Path(path).read_text()) if path else {})
+
+
+def relay_settings(args):
+    """``(configured, state_dir)`` for the re-lock helper. ``configured`` is the config's [relay] (a
+    :class:`~edge.door.relay.RelaySpec`, checked by the same rules as the daemon's config, ``--relay`` applied) or,
+    when it cannot be used, why (a string): only [relay] is read, so a config broken elsewhere never stops the door
+    from being locked. ``state_dir`` (where the last good relay is recorded): ``--state-dir``, else the config's
+    [state] dir, else the default."""
+    from edge.config import defaults, merge, validate_relay
+    from edge.door.relay import RelaySpec
+
+    state_dir = args.state_dir or defaults()["state"]["dir"]
+    try:
+        path, layer = _relay_layer(args)
+        where = path or "packaged defaults"
+        if not args.state_dir and isinstance(layer.get("state"), dict) and isinstance(layer["state"].get("dir"), str):
+            state_dir = layer["state"]["dir"]
+        if not isinstance(layer.get("relay", {}), dict):
+            raise ConfigError(f"{where}: [relay] must be a table")
+        # What locking uses, checked by the daemon's rules; a typo in unlock_seconds does not move the strike.
+        relay = {k: v for k, v in layer.get("relay", {}).items() if k in ("backend", "pin", "active_high")}
+        relay.update({"backend": args.relay} if args.relay else {})
+        r = validate_relay(merge({"relay": defaults()["relay"]}, {"relay": relay}, where)["relay"])
+        return RelaySpec(r["backend"], str(r["pin"]), r["active_high"], f"the config, {where}"), state_dir
+    except Exception as exc:  # unreadable file, bad TOML, a bad [relay] value: fall back, and say why
+        return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__, state_dir
 
 
 def cmd_relay(args) -> int:
-    from edge.door.relay import relock
+    """Lock the strike: the configured relay, else the last good one, else the pin baked into the unit; exit 0 when
+    any was locked. Every failure is one line on stderr, every relay locked one line on stdout."""
+    import sys
 
-    backend, pin, active_high, where = relay_settings(args)
-    relock(backend, pin, active_high)
-    print(f"relay locked: {backend} pin {pin} active-{'high' if active_high else 'low'} (from {where})")
+    from edge.door.relay import RelaySpec, recorded, relock_chain
+    from edge.errors import RelayError
+
+    configured, state_dir = relay_settings(args)
+    try:
+        records = recorded(state_dir)
+    except RelayError as exc:
+        print(f"doorface relay: {exc}", file=sys.stderr)
+        records = {}
+    baked = RelaySpec(args.relay or args.fallback_backend, args.pin, not args.active_low,
+                      "baked into the unit by the installer: --pin") if args.pin else None
+
+    def say(line: str, ok: bool) -> None:
+        print(line if ok else f"doorface relay: {line}", file=sys.stdout if ok else sys.stderr, flush=True)
+
+    locked = relock_chain(configured, records, baked, say)
+    if not locked:
+        raise RelayError("no relay could be locked (the configured one, the last good ones in "
+                         f"{Path(state_dir) / 'relay-last-good.json'}, {'--pin ' + args.pin if args.pin else 'no --pin'})"
+                         ": the strike may still be energised")
+    if not isinstance(configured, RelaySpec) or configured not in locked:
+        print(f"relay locked by fallback: the configured relay could not be used; locked {', '.join(map(str, locked))}")
     return 0
 
 

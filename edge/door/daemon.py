@@ -24,7 +24,7 @@ from edge.door.camera import FrameSource, LatestFrameGrabber, open_source, redac
 from edge.door.decision import Decision, DecisionPolicy, Observation
 from edge.door.events import CommandQueue, EventBus, Sink, decision_record, state_record
 from edge.door.notify import Systemd
-from edge.door.relay import Relay, make_relay
+from edge.door.relay import Relay, make_relay, remember_relay
 from edge.door.seam import SeamServer, socket_path
 from edge.errors import GalleryError
 
@@ -163,6 +163,7 @@ class Daemon:
         old_handlers = {}
         try:
             self.relay.lock()  # fail closed before anything else can go wrong
+            remember_relay(self.state_dir, self.relay)   # the re-lock helper's fallback follows the config
             self.relay.on_change = self._on_relay
             old_handlers = self._install_signals()
             analyzer, policy = self._load()

@@ -9,15 +9,28 @@
 "Locked" always means de-energised. Wire a fail-secure strike so that de-energised is locked (see systemd/README.md):
 then a crash, a power loss or a stopped service leaves the door locked. Relays start locked, ``close()`` locks
 and may be called twice, and both are context managers.
+
+The re-lock helper (``doorface relay --lock``, the service's ExecStartPre/ExecStopPost) must lock the strike however
+the config looks: :func:`relock_chain` tries the configured relay, the last good settings (:func:`remember_good`:
+recorded in ``<state.dir>/relay-last-good.json`` by ``doorface config --validate`` and by every daemon start once
+its relay locked) and last the pin the installer baked into the unit, and says what failed and what it locked.
 """
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import os
+import re
 import threading
 import time
-from typing import Callable, List, Optional, Tuple
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
 
 from edge.errors import RelayError
+
+log = logging.getLogger("doorface")
 
 
 class Relay:
@@ -123,7 +136,8 @@ class GpioZeroRelay(Relay):
                 self._pin = self._dev.pin  # kept for timeline() after close
                 self._span = [len(getattr(self._pin, "states", [])) - 1, None]  # states while we drive the pin
             except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
-                raise RelayError(f"cannot open relay on GPIO {self.pin}: {exc}") from None
+                raise RelayError(f"cannot open relay on pin {self.pin!r} ({self.backend or 'gpiozero'}): "
+                                 f"{_one_line(exc)}") from None
         return self
 
     def _energise(self):
@@ -236,6 +250,151 @@ def relock(backend: str, pin, active_high: bool) -> None:
         relay.lock()
     finally:
         relay.close()
+
+
+#: The re-lock helper's record of relay settings known to work, in the state directory.
+LAST_GOOD = "relay-last-good.json"
+#: Who wrote a record: ``driven`` (a daemon started and locked this relay: the pin it may leave energised) and
+#: ``validated`` (the last config that passed ``doorface config --validate``, or started a daemon).
+ROLES = ("driven", "validated")
+
+
+@dataclass(frozen=True)
+class RelaySpec:
+    """One relay to lock: backend, pin, polarity, and where the helper got it from (for its report)."""
+
+    backend: str
+    pin: str
+    active_high: bool
+    origin: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.backend} pin {self.pin} active-{'high' if self.active_high else 'low'}"
+
+    def same_pin(self, other: "RelaySpec") -> bool:
+        """Whether both name the same line ("17", "GPIO17" and "BCM17" do; Jetson BOARD numbers are their own)."""
+        return (self.backend == "jetson") == (other.backend == "jetson") and _pin_key(self.pin) == _pin_key(other.pin)
+
+
+def _pin_key(pin) -> str:
+    m = re.fullmatch(r"(?:GPIO|BCM)?(\d+)", str(pin).strip())
+    return str(int(m.group(1))) if m else str(pin).strip()
+
+
+def spec_of(relay: Relay) -> Optional[RelaySpec]:
+    """The settings of a GPIO relay (None for anything else, e.g. a test double)."""
+    if isinstance(relay, JetsonRelay):
+        return RelaySpec("jetson", str(relay.pin), relay.active_high)
+    if isinstance(relay, GpioZeroRelay):
+        return RelaySpec(relay.backend or "gpiozero", str(relay.pin), relay.active_high)
+    return None
+
+
+def remember_good(state_dir, backend: str, pin, active_high: bool, by: str = "daemon") -> str:
+    """Record relay settings known to be good as the re-lock helper's fallback, atomically (a temporary file, then
+    a rename; mode 0644: whoever wrote it, root or the service user, the other reads it). ``by``: ``"daemon"`` (a
+    daemon started and locked this relay; recorded as both ``driven`` and ``validated``) or ``"validate"``
+    (``doorface config --validate``). Never raises: returns one line saying what was recorded, or why not. The
+    state directory is never created here (a development machine gets no ``/var/lib/doorface``)."""
+    state = Path(state_dir)
+    path = state / LAST_GOOD
+    rec = {"backend": str(backend), "pin": str(pin), "active_high": bool(active_high),
+           "by": "doorface run" if by == "daemon" else "doorface config --validate",
+           "at": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    try:
+        if not state.is_dir():
+            raise FileNotFoundError(f"no state directory {state}")
+        try:
+            data = json.loads(path.read_text())
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data.update({"format": "doorface-relay-last-good", "version": 1})
+        for role in (ROLES if by == "daemon" else ("validated",)):
+            data[role] = rec
+        tmp = path.with_name(f".{LAST_GOOD}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        return f"relay settings not recorded for the re-lock helper ({exc})"
+    return f"relay {RelaySpec(rec['backend'], rec['pin'], rec['active_high'])} recorded for the re-lock helper in {path}"
+
+
+def remember_relay(state_dir, relay: Relay) -> None:
+    """:func:`remember_good` for the relay a daemon has just locked (logged; a relay that is no GPIO relay, such as a
+    test double, is not recorded). For :meth:`edge.door.daemon.Daemon.run`, right after its first ``relay.lock()``."""
+    spec = spec_of(relay)
+    if spec is not None:
+        line = remember_good(state_dir, spec.backend, spec.pin, spec.active_high, by="daemon")
+        (log.info if " recorded " in line else log.warning)(line)
+
+
+def recorded(state_dir) -> Dict[str, RelaySpec]:
+    """The helper's records (``{"driven": spec, "validated": spec}``, either may be absent; {} without a file). An
+    unreadable file, or a record of the wrong shape, is a :class:`RelayError`."""
+    path = Path(state_dir) / LAST_GOOD
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise RelayError(f"cannot read the last good relay settings {path}: {exc}") from None
+    out = {}
+    for role in ROLES:
+        rec = data.get(role) if isinstance(data, dict) else None
+        if rec is None:
+            continue
+        if not (isinstance(rec, dict) and isinstance(rec.get("backend"), str) and isinstance(rec.get("pin"), str)
+                and rec["pin"].strip() and isinstance(rec.get("active_high"), bool)):
+            raise RelayError(f"the last good relay settings {path} are malformed ({role}: {rec!r})")
+        out[role] = RelaySpec(rec["backend"], rec["pin"], rec["active_high"],
+                              f"last good: {rec.get('by', '?')} at {rec.get('at', '?')}, {path}")
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def relock_chain(configured, records: Dict[str, RelaySpec], baked: Optional[RelaySpec],
+                 say: Callable[[str, bool], None]) -> List[RelaySpec]:
+    """Lock the strike whatever the config says; returns the relays locked (empty: none could be).
+
+    ``configured`` is the config's relay (a :class:`RelaySpec`) or why it cannot be used (a string). With a usable
+    config, the pin the last daemon drove is locked first when the config now names another (edited while the door
+    ran), then the configured one (last, so its polarity wins). When the configured relay fails, every recorded
+    relay is tried (the last daemon's, the last validated), and the installer's ``baked`` one only if none of
+    those locked. ``say(line, ok)`` gets one line per relay locked (ok) and per failure."""
+    locked: List[RelaySpec] = []
+
+    def attempt(spec: RelaySpec) -> bool:
+        if any(spec.same_pin(done) for done in locked):
+            return True
+        try:
+            relock(spec.backend, spec.pin, spec.active_high)
+        except Exception as exc:  # any failure (bad pin, missing library, busy line): say it, try the next
+            say(f"could not lock {spec} ({spec.origin}): {_one_line(exc)}", False)
+            return False
+        locked.append(spec)
+        say(f"relay locked: {spec} ({spec.origin})", True)
+        return True
+
+    driven = records.get("driven")
+    if isinstance(configured, RelaySpec):
+        if driven is not None and not driven.same_pin(configured):
+            attempt(driven)
+        if attempt(configured):
+            return locked
+    else:
+        say(f"cannot use the configured relay: {configured}", False)
+    for spec in (driven, records.get("validated")):
+        if spec is not None:
+            attempt(spec)
+    if not locked and baked is not None:
+        attempt(baked)
+    return locked
 
 
 def wait_locked(relay: Relay, timeout: float) -> bool:

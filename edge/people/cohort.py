@@ -12,8 +12,11 @@ stricter of that and the global threshold (:func:`edge.door.decision.passes`): c
 to match, never easier.
 
 A cohort is one ``.npz`` file: ``embeddings`` (N x D, float16, unit length) and ``meta`` (JSON: provenance, the model
-sha256 it was made with, the calibration parameters, a digest of the embeddings). A default cohort ships beside each
-model (``<model>-cohort.npz``); ``doorface cohort build --images DIR`` makes another one the active cohort of a state
+sha256 it was made with, the calibration parameters, a digest of the embeddings), sealed like a model's sidecar: the
+meta's own digest (``content_sha256``, which covers the embeddings' digest) is checked on every load, so a flipped
+bit or an edited field is refused with one line, never used. The calibration parameters ``k`` and ``far`` are the
+code's (:data:`TAIL_K`, :data:`TARGET_FAR`), never read from the file: a cohort recording others is refused. A
+default cohort ships beside each model (``<model>-cohort.npz``); ``doorface cohort build --images DIR`` makes another one the active cohort of a state
 directory (``<state>/cohort.npz``) and ``doorface cohort reset`` goes back to the shipped one.
 
 The same cohort also measures the other side of a comparison, the face at the door (:func:`crowding`): how close
@@ -36,9 +39,10 @@ import numpy as np
 from edge.errors import DoorfaceError, GalleryError
 from edge.vision.faces import largest
 from edge.vision.images import image_files, read_rgb
+from edge.vision.sidecar import content_digest
 
 FORMAT = "doorface-cohort"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2               # 2: the meta is sealed (content_sha256); 1 had only the embeddings' digest
 FILENAME = "cohort.npz"          # the state directory's own cohort (from `doorface cohort build`)
 TAIL_K = 20                      # scores in the fitted tail; chosen on LFW folds 3-5 (models/README.md)
 TARGET_FAR = 1e-4                # per-comparison false-accept rate each person's threshold is set for
@@ -61,11 +65,13 @@ class Cohort:
 
     @property
     def k(self) -> int:
-        return int(self.meta.get("k", TAIL_K))
+        """The tail size of the calibration: the code's, never the file's (:func:`load` refuses another)."""
+        return TAIL_K
 
     @property
     def far(self) -> float:
-        return float(self.meta.get("far", TARGET_FAR))
+        """The per-comparison false-accept rate people are calibrated for: the code's, never the file's."""
+        return TARGET_FAR
 
     def threshold(self, templates: np.ndarray) -> float:
         """This cohort's threshold for a person enrolled with ``templates`` (see :func:`calibrate`)."""
@@ -109,27 +115,39 @@ def digest(embeddings: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(embeddings, "<f2").tobytes()).hexdigest()
 
 
+def seal(meta: dict) -> dict:
+    """``meta`` of the current format with its ``content_sha256`` (the digest of everything else in it)."""
+    meta = {**{k: v for k, v in meta.items() if k != "content_sha256"}, "format": FORMAT,
+            "format_version": FORMAT_VERSION}
+    return {**meta, "content_sha256": content_digest(meta)}
+
+
 def make(embeddings: np.ndarray, meta: dict) -> Cohort:
-    """A cohort in memory (embeddings normalised, rounded to float16 as stored, digest computed); not yet written."""
+    """A cohort in memory (embeddings normalised, rounded to float16 as stored, digest computed, sealed); not yet
+    written. ``k`` and ``far`` are always the code's."""
     e = np.asarray(embeddings, np.float32)
     if e.ndim != 2 or len(e) < MIN_COHORT:
         raise CohortError(f"a cohort needs at least {MIN_COHORT} faces, got {len(e)}")
     e = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype("<f2")
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "count": int(len(e)), "dim": int(e.shape[1]),
-            "k": TAIL_K, "far": TARGET_FAR, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **meta, "embeddings_sha256": digest(e)}
-    return Cohort(e.astype(np.float32), meta)
+    meta = {"count": int(len(e)), "dim": int(e.shape[1]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **meta, "k": TAIL_K, "far": TARGET_FAR, "embeddings_sha256": digest(e)}
+    return Cohort(e.astype(np.float32), seal(meta))
 
 
 def write(cohort: Cohort, path, mode: int = 0o600) -> Cohort:
-    """Write ``cohort`` atomically; mode 0600 (a door's own cohort lives with its biometric data), 0644 for the one
-    shipped beside a model."""
+    """Write ``cohort`` atomically, sealed over what is written; mode 0600 (a door's own cohort lives with its
+    biometric data), 0644 for the one shipped beside a model."""
     path = Path(path)
+    e = np.ascontiguousarray(cohort.embeddings, "<f2")
+    if digest(e) != cohort.meta.get("embeddings_sha256"):
+        raise CohortError(f"cohort for {path}: its embeddings do not match its recorded digest; not written")
+    meta = seal(cohort.meta)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, embeddings=cohort.embeddings.astype("<f2"), meta=np.array(json.dumps(cohort.meta, sort_keys=True)))
+    np.savez(tmp, embeddings=e, meta=np.array(json.dumps(meta, sort_keys=True)))
     os.chmod(tmp, mode)
     os.replace(tmp, path)
-    return Cohort(cohort.embeddings, cohort.meta, path)
+    return Cohort(cohort.embeddings, meta, path)
 
 
 def save(path, embeddings: np.ndarray, meta: dict, mode: int = 0o600) -> Cohort:
@@ -137,25 +155,64 @@ def save(path, embeddings: np.ndarray, meta: dict, mode: int = 0o600) -> Cohort:
     return write(make(embeddings, meta), path, mode)
 
 
-def load(path, model_sha256: Optional[str] = None) -> Cohort:
-    """Read and verify a cohort; with ``model_sha256``, refuse one made with another model."""
-    path = Path(path)
-    if not path.is_file():
-        raise CohortError(f"cohort not found: {path}")
+def _read(path: Path) -> tuple:
+    """``(embeddings, meta)`` as stored; anything unreadable (a truncated file, a flipped bit the zip's CRC or the
+    array header catches, a meta that is not a JSON object) is one :class:`CohortError` line."""
     try:
         with np.load(path, allow_pickle=False) as z:
             e, meta = z["embeddings"], json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise CohortError(f"corrupt cohort {path}: {exc}") from None
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+    except Exception as exc:  # BadZipFile, ValueError, KeyError, EOFError, zlib.error, UnicodeDecodeError, ...
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise CohortError(f"corrupt cohort {path}: {exc.__class__.__name__}{': ' + msg if msg else ''}") from None
+    if not isinstance(meta, dict):
+        raise CohortError(f"corrupt cohort {path}: its meta is not a JSON object")
+    return e, meta
+
+
+def verify(e: np.ndarray, meta: dict, path) -> None:
+    """The checks :func:`load` makes of a cohort's content: format, seal, embeddings digest and shape, and the
+    code's calibration parameters."""
+    if meta.get("format") != FORMAT or meta.get("format_version") not in (1, FORMAT_VERSION):
         raise CohortError(f"{path} is not a doorface cohort of format version {FORMAT_VERSION}")
-    if e.ndim != 2 or e.dtype != np.dtype("<f2") or len(e) != meta.get("count") or digest(e) != \
-            meta.get("embeddings_sha256"):
+    if meta["format_version"] != FORMAT_VERSION:
+        raise CohortError(f"cohort {path} is of format version {meta['format_version']}, which is not sealed: build it "
+                          "again (`doorface cohort build --images DIR`) or go back to the shipped one "
+                          "(`doorface cohort reset`)")
+    if meta.get("content_sha256") != content_digest(meta):
+        raise CohortError(f"cohort {path} does not match its seal (content_sha256): corrupt or edited, refusing it")
+    if e.ndim != 2 or e.dtype != np.dtype("<f2") or len(e) != meta.get("count") or e.shape[1] != meta.get("dim") \
+            or digest(e) != meta.get("embeddings_sha256") or not np.isfinite(e).all():
         raise CohortError(f"cohort {path} does not match its recorded digest (corrupt or edited)")
+    if meta.get("k") != TAIL_K or meta.get("far") != TARGET_FAR:
+        raise CohortError(f"cohort {path} records calibration k={meta.get('k')!r}, far={meta.get('far')!r}; this door "
+                          f"calibrates with k={TAIL_K} at FAR {TARGET_FAR:g}: build it again")
+
+
+def load(path, model_sha256: Optional[str] = None) -> Cohort:
+    """Read and verify a cohort (:func:`verify`); with ``model_sha256``, refuse one made with another model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CohortError(f"cohort not found: {path}")
+    e, meta = _read(path)
+    verify(e, meta, path)
     if model_sha256 is not None and meta.get("model_sha256") != model_sha256:
         raise CohortError(f"cohort {path} was made with another model ({str(meta.get('model_sha256'))[:12]}...); "
                           "build one for this model (`doorface cohort build --images DIR`) or `doorface cohort reset`")
     return Cohort(e.astype(np.float32), meta, path)
+
+
+def reseal(path) -> Cohort:
+    """Seal a cohort of format version 1 in place (``python -m convert.cohort --reseal FILE``): the same embeddings,
+    byte for byte (galleries calibrated against it stay valid: its ``sha256`` is theirs), the same meta plus its seal,
+    the same file mode. Refuses a file whose embeddings do not match their digest or that records calibration
+    parameters other than the code's."""
+    path = Path(path)
+    e, meta = _read(path)
+    if meta.get("format_version") == 1:
+        verify(e, seal(meta), path)
+    else:
+        verify(e, meta, path)
+    return write(Cohort(e.astype(np.float32), meta), path, path.stat().st_mode & 0o777)
 
 
 def shipped_path(model_path) -> Path:

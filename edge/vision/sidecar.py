@@ -118,9 +118,20 @@ def model_decision(meta: dict) -> dict:
     return {**LEGACY_DECISION, **{k: v for k, v in meta.get("decision", {}).items() if k in LEGACY_DECISION}}
 
 
+def threshold_floor(meta: dict) -> tuple:
+    """``(floor, bound)``: the loosest threshold a config may set (the model's own FAR 1e-2 threshold), and that
+    floor rounded *up* to 4 decimals, the bound an error message prints (a value written as printed is accepted)."""
+    floor = threshold_for(meta, "1e-2")
+    bound = round(floor, 4)
+    if bound < floor:
+        bound = round(bound + 1e-4, 4)
+    return floor, bound
+
+
 def operating_point(meta: dict, match: dict) -> tuple:
     """``(threshold, min_margin, far_target)`` of the door from the config's ``[match]`` and the model's sidecar
-    (``far_target`` is None when the threshold is a number from the config).
+    (``far_target`` is None when the threshold is a number from the config). The one place a config is checked
+    against its model: every command and the daemon call it (``doorface config --validate`` before it says OK).
 
     ``"model"`` takes the sidecar's value (its ``decision.far_target``, the threshold at the FAR target, the margin
     the model was measured with).
@@ -136,10 +147,10 @@ def operating_point(meta: dict, match: dict) -> tuple:
     else:
         far = None
         threshold = float(match["threshold"])
-        floor = threshold_for(meta, "1e-2")
+        floor, bound = threshold_floor(meta)
         if threshold < floor:
             raise ConfigError(f"config: match.threshold = {threshold} is looser than this model's FAR 1e-2 threshold "
-                              f"({floor:.4f}); use \"model\" or a value >= {floor:.4f}")
+                              f"({floor:.6f}); use \"model\" or a value >= {bound:.4f}")
     if match["min_margin"] == "model":
         margin = float(rec["min_margin"])
     else:
