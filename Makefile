@@ -128,9 +128,12 @@ bench-model: install
 
 # False accepts per demographic group on ../shared/data/utkface-dev.tgz (evaluation only): both shipped models and
 # face_recognition at tolerance 0.6 and 0.45.
-# Presentation attacks: liveness alone on nuaa-dev and celeba-spoof-dev, and the door level on NUAA (~30 s).
+# Presentation attacks: liveness alone on nuaa-dev and celeba-spoof-dev, and the door level on NUAA (~30 s); per-door
+# calibration on msu-dev and nuaa-dev (bench.livecal). Liveness over an attempt's consecutive frames needs NUAA's raw
+# sequences, which are not in ../shared: python -m bench.liveattempt --nuaa-raw DIR (README, "Liveness").
 bench-liveness: install
 	$(VPY) -m bench.liveness --out benchmarks --md BENCHMARKS.md
+	$(VPY) -m bench.livecal --md BENCHMARKS.md
 
 LIVENESS_NOTE := upstream's rule (live when class 1 wins; 0.5 on the mean), checked with python -m bench.liveness on nuaa-dev and celeba-spoof-dev: BPCER 0.0% / 8.7%, APCER 0.0% / 20.1%; on celeba-spoof-dev the threshold at BPCER 10% (0.56) gives the same APCER, so nothing stricter was bought
 # The liveness model: Minivision's MiniFASNet pair (Apache-2.0, ../shared/models/minifasnet) -> Keras -> TFLite,
