@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.cli.common import load_config, setup_logging
 from edge.errors import ConfigError
+from edge.people.names import shown
 
 
 def add_parsers(sub, common) -> None:
@@ -160,7 +161,7 @@ def cmd_events(args) -> int:
             print(json.dumps(e))
         else:
             when = dt.datetime.fromtimestamp(e["ts"]).strftime("%Y-%m-%d %H:%M:%S")
-            print(f"{when}  {e['decision']:<7} {e['identity'] or '-':<20} score={e['score']:.3f}  {e['reason'] or ''}")
+            print(f"{when}  {e['decision']:<7} {shown(e['identity']):<20} score={e['score']:.3f}  {e['reason'] or ''}")
     log_.close()
     return 0
 

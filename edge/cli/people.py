@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from edge.cli.common import analyzer_and_gallery, load_config, progress, setup_logging
+from edge.people.names import shown
 
 
 def add_parsers(sub, common) -> None:
@@ -33,8 +34,10 @@ def add_parsers(sub, common) -> None:
 def cmd_enroll(args) -> int:
     from edge.build import load_cohort
     from edge.people import enroll
+    from edge.people.names import check_name
     from edge.vision.sidecar import operating_point, stranger_neighbours
 
+    name = check_name(args.name)     # before anything is loaded: a bad name costs nothing
     cfg = load_config(args, {"camera.source": getattr(args, "source", None)})
     setup_logging(cfg["log"]["level"], args.verbose)
     analyzer, g = analyzer_and_gallery(cfg, create=True)
@@ -42,19 +45,19 @@ def cmd_enroll(args) -> int:
     with g:
         thr, margin, _ = operating_point(analyzer.embedder.meta, cfg["match"])
         if args.images:
-            n = enroll.enroll_images(args.name, args.images, analyzer, g, thr, args.force, progress("enroll"),
+            n = enroll.enroll_images(name, args.images, analyzer, g, thr, args.force, progress("enroll"),
                                      min_margin=margin, cohort=cohort)
         else:
             from edge.door.camera import open_source
 
             cam = cfg["camera"]
             src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
-            n = enroll.enroll_camera(args.name, src, analyzer, g, thr, args.count, args.force, min_margin=margin,
+            n = enroll.enroll_camera(name, src, analyzer, g, thr, args.count, args.force, min_margin=margin,
                                      cohort=cohort)
-        person = next(p for p in g.people() if p.name == args.name.strip())
+        person = next(p for p in g.people() if p.name == name)
         near = enroll.strangers_level(g.index(analyzer.embedder.sha256), person.name, cohort,
                                       stranger_neighbours(analyzer.embedder.meta, cfg["match"]))
-    print(f"enrolled {args.name}: {n} template(s)")
+    print(f"enrolled {shown(name)}: {n} template(s)")
     for line in enroll.threshold_lines(person, thr, cohort, near, margin):
         print(line)
     return 0
@@ -102,7 +105,7 @@ def _list(cfg, g) -> None:
         created = dt.datetime.fromtimestamp(p.created).strftime("%Y-%m-%d %H:%M")
         own = "not calibrated" if p.threshold is None else f"own {p.threshold:.3f}"
         used = thr if off or p.threshold is None else max(thr, p.threshold)
-        print(f"{p.name}\t{p.templates} template(s)\tenrolled {created}\tthreshold {used:.3f} "
+        print(f"{shown(p.name)}\t{p.templates} template(s)\tenrolled {created}\tthreshold {used:.3f} "
               f"({own}{', not used: calibration off' if off and p.threshold is not None else ''})")
     if not people:
         print("nobody enrolled")
@@ -118,11 +121,10 @@ def cmd_users(args) -> int:
         if args.action == "list":
             _list(cfg, g)
         elif args.action == "remove":
-            g.remove(args.name)
-            print(f"removed {args.name}")
+            print(f"removed {shown(g.remove(args.name))}")
         elif args.action == "rename":
-            g.rename(args.old, args.new)
-            print(f"renamed {args.old} -> {args.new}")
+            new = g.rename(args.old, args.new)
+            print(f"renamed {shown(args.old)} -> {shown(new)}")
     return 0
 
 

@@ -51,13 +51,13 @@ def cmd_identify(args) -> int:
         print(f"doorface: warning: {LIVENESS_OFF}", file=sys.stderr)
     else:
         analyzer.liveness.load()
-    code = 0
+    bad = 0
     for path in args.images:
         try:
             rgb = read_rgb(path)
-        except DoorfaceError as exc:
+        except DoorfaceError as exc:   # a line for this path, then the next one: one bad file stops nothing
             print(json.dumps({"image": path, "error": str(exc)}))
-            code = 1
+            bad += 1
             continue
         faces = []
         for f in analyzer.faces(rgb):
@@ -66,7 +66,14 @@ def cmd_identify(args) -> int:
         out = {"image": path, "faces": faces, "threshold": round(thr, 4),
                "liveness_threshold": None if analyzer.liveness is None else round(analyzer.liveness.threshold, 4)}
         print(json.dumps(out))
-    return code
+    return _unreadable(bad, len(args.images))
+
+
+def _unreadable(bad: int, total: int) -> int:
+    """The exit code of a command over images: 1 when any could not be read, said in one line on stderr."""
+    if bad:
+        print(f"doorface: {bad} of {total} image(s) could not be read", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def cmd_embed(args) -> int:
@@ -79,13 +86,15 @@ def cmd_embed(args) -> int:
     analyzer = build_analyzer(cfg)
     analyzer.embedder.load()
     dim = analyzer.embedder.dim
-    embs, detected = [], []
+    embs, detected, bad = [], [], 0
     for path in progress("embed")(args.images):
         try:
             rgb = read_rgb(path)
-            faces = analyzer.faces(rgb)
-        except DoorfaceError:
-            faces = []
+        except DoorfaceError as exc:
+            print(f"doorface: {exc}", file=sys.stderr)
+            bad += 1
+            rgb = None
+        faces = analyzer.faces(rgb) if rgb is not None else []
         if faces:
             embs.append(analyzer.describe(rgb, faces[0], gate=False).embedding)
         else:
@@ -94,7 +103,7 @@ def cmd_embed(args) -> int:
     np.savez(args.out, paths=np.array(args.images), embeddings=np.stack(embs).astype(np.float32),
              detected=np.array(detected))
     print(f"{sum(detected)}/{len(detected)} faces embedded -> {args.out}")
-    return 0
+    return _unreadable(bad, len(args.images))
 
 
 COMMANDS = {"identify": cmd_identify, "embed": cmd_embed}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from typing import Callable, List, Optional
 import cv2
 import numpy as np
 
-from edge.errors import CameraError
-from edge.vision.images import image_files
+from edge.errors import CameraError, DoorfaceError
+from edge.vision.images import image_files, read_rgb
 
 log = logging.getLogger(__name__)
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -80,11 +81,12 @@ class FolderSource(FrameSource):
         while self._i < len(self._files):
             p = self._files[self._i]
             self._i += 1
-            bgr = cv2.imread(str(p))
-            if bgr is None:
-                log.warning("skipping unreadable image %s", p)
+            try:
+                rgb = read_rgb(p)     # the same checks as every photo: header size, truncation, file type
+            except DoorfaceError as exc:
+                log.warning("skipping %s", exc)
                 continue
-            return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (self._i - 1) / self.fps, self._i - 1)
+            return Frame(rgb, (self._i - 1) / self.fps, self._i - 1)
         return None
 
 
@@ -236,11 +238,21 @@ def open_source(uri: str, width=640, height=480, fps=30) -> FrameSource:
                       "folder")
 
 
-def redact_uri(text: str) -> str:
-    """``rtsp://admin:S3cret@cam/...`` -> ``rtsp://***@cam/...`` (also inside a GStreamer pipeline)."""
-    import re
+#: The user-info of a URL: from ``://`` to the LAST ``@`` before the URL's element ends (the end of the line or a
+#: GStreamer `` ! ``). Greedy on purpose: a password may hold a raw ``/``, ``@``, ``:`` or space, and hiding part
+#: of a path that holds an ``@`` is the safe way to be wrong.
+_USERINFO = re.compile(r"://(?:(?! ! )[^\r\n])*@")
+#: Query parameters that carry a secret (``?user=admin&password=...`` on many IP cameras), and GStreamer's
+#: ``rtspsrc user-pw=...`` / ``proxy-pw=...`` properties.
+_SECRET_PARAM = re.compile(r"([?&;](?:password|passwd|pass|pwd|secret|token|key|apikey|api_key|auth)=|"
+                           r"\b(?:user-pw|proxy-pw)=)(?:\"[^\"]*\"|[^&;#\s\"']*)", re.IGNORECASE)
 
-    return re.sub(r"://[^/@\s]+@", "://***@", text)
+
+def redact_uri(text: str) -> str:
+    """``rtsp://admin:S3cret@cam/...`` -> ``rtsp://***@cam/...`` (also inside a GStreamer pipeline, and when the
+    password holds a raw ``/`` or ``@``: everything up to the last ``@`` goes); ``?password=...`` ->
+    ``?password=***``."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub("://***@", str(text)))
 
 
 def jetson_csi_pipeline(sensor_id=0, width=640, height=480, fps=30, flip=0) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 
 from edge.errors import EnrollmentError
 from edge.people.gallery import Gallery
+from edge.people.names import check_name, shown
 from edge.vision.jitter import template_embedding
 from edge.vision.analyzer import FaceAnalyzer
 from edge.vision.images import expand_paths, read_rgb
@@ -31,9 +32,9 @@ def closest_other(name: str, embeddings: np.ndarray, index) -> tuple:
 def household_line(name: str, other, similarity: float, threshold: float, min_margin: float) -> str:
     """What enrollment reports: the closest other person and how far below the door's threshold they lie."""
     if other is None:
-        return f"{name}: nobody else enrolled yet"
-    return (f"{name}: closest other person {other!r}, similarity {similarity:.3f}, {threshold - similarity:+.3f} "
-            f"below the threshold {threshold:.3f} (the door needs {min_margin:g})")
+        return f"{shown(name)}: nobody else enrolled yet"
+    return (f"{shown(name)}: closest other person {shown(other, quote=True)}, similarity {similarity:.3f}, "
+            f"{threshold - similarity:+.3f} below the threshold {threshold:.3f} (the door needs {min_margin:g})")
 
 
 def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, model_sha: str,
@@ -45,10 +46,10 @@ def check_not_someone_else(name: str, embeddings: np.ndarray, gallery: Gallery, 
     if other is None:
         return
     if score >= threshold:
-        raise EnrollmentError(f"this face already matches {other!r} (score {score:.3f} >= {threshold:.3f}); "
-                              "use --force to enroll anyway")
+        raise EnrollmentError(f"this face already matches {shown(other, quote=True)} (score {score:.3f} >= "
+                              f"{threshold:.3f}); use --force to enroll anyway")
     if threshold - score < min_margin:
-        raise EnrollmentError(f"this face is too close to {other!r} (similarity {score:.3f}, only "
+        raise EnrollmentError(f"this face is too close to {shown(other, quote=True)} (similarity {score:.3f}, only "
                               f"{threshold - score:.3f} below the threshold {threshold:.3f}; the door needs a margin "
                               f"of {min_margin:g}): the door could take one for the other. Use more or better photos, "
                               "or --force to enroll anyway")
@@ -77,19 +78,19 @@ def threshold_lines(person, threshold: float, cohort, strangers: Optional[float]
     ``min_margin``, which counts like a threshold."""
     from edge.people.cohort import estimated_accept
 
-    own = person.threshold
+    own, name = person.threshold, shown(person.name)
     if own is None:
-        return [f"{person.name}: door threshold {threshold:.3f} (global; no per-person calibration)"]
+        return [f"{name}: door threshold {threshold:.3f} (global; no per-person calibration)"]
     near = strangers + min_margin if strangers is not None else float("-inf")
     used = max(own, threshold, near)
     which = "global" if used == threshold else "own, from the cohort" if used == own else \
         "the closest strangers plus the margin"
-    lines = [f"{person.name}: door threshold {used:.3f} ({which}; own {own:.3f}, global {threshold:.3f}"
+    lines = [f"{name}: door threshold {used:.3f} ({which}; own {own:.3f}, global {threshold:.3f}"
              + (f", closest cohort strangers {strangers:.3f} + margin {min_margin:g}" if strangers is not None
                 else "") + ")"]
     accept = estimated_accept(used, cohort.meta) if cohort is not None else None
     if accept is not None and accept < STRICT_ACCEPT:
-        lines.append(f"warning: {person.name}'s threshold is strict: about {100 * accept:.0f}% of single photos of a "
+        lines.append(f"warning: {name}'s threshold is strict: about {100 * accept:.0f}% of single photos of a "
                      "person reach it, so they may have to stand in front of the door longer. Enroll better "
                      "photos (good light, looking at the camera, taken as the door camera will see them, on "
                      "different days); more near-identical photos do not help: the threshold guards all of them"
@@ -103,7 +104,7 @@ def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, th
                   say: Callable[[str], None] = print, cohort=None) -> int:
     """Enroll ``name`` from image files or folders. Every image must hold exactly one usable face; any refusal
     stores nothing. Returns the number of templates added."""
-    name = validate_name(name)
+    name = check_name(name)
     files = expand_paths(paths)
     crops, embs = [], []
     for f in (progress(files) if progress else files):
@@ -112,7 +113,7 @@ def enroll_images(name: str, paths, analyzer: FaceAnalyzer, gallery: Gallery, th
         if not faces:
             raise EnrollmentError(f"no face found in {f}")
         if len(faces) > 1:
-            raise EnrollmentError(f"{len(faces)} faces in {f}: use a photo of {name} alone")
+            raise EnrollmentError(f"{len(faces)} faces in {f}: use a photo of {shown(name)} alone")
         res = analyzer.describe(rgb, faces[0])
         if res.rejected:
             raise EnrollmentError(f"face in {f} is not usable: {res.rejected}")
@@ -134,7 +135,7 @@ def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, galler
                   max_frames: int = 600, min_margin: float = 0.0, cohort=None) -> int:
     """Guided enrollment from a camera: keeps frames with one face that passes the quality gates and is not a
     near-duplicate of a kept one, until ``count`` templates. Nothing is stored unless all ``count`` are found."""
-    name = validate_name(name)
+    name = check_name(name)
     crops, embs = [], []
     step = -1
     seen = 0
@@ -170,9 +171,3 @@ def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, galler
     say(f"[{count}/{count}] done")
     return n
 
-
-def validate_name(name: str) -> str:
-    name = (name or "").strip()
-    if not name or len(name) > 64 or any(c in name for c in "\n\r\t/\\"):
-        raise EnrollmentError(f"invalid name {name!r}: 1-64 characters, no slashes or control characters")
-    return name

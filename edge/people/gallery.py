@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 
 from edge.errors import GalleryError
 from edge.people.matcher import TemplateIndex
+from edge.people.names import check_name, shown
 
 SCHEMA_VERSION = 2
 SCHEMA = """
@@ -158,6 +160,7 @@ class Gallery:
         enrolments at once cannot both pass it and store one face under two names. With a ``cohort``
         (:class:`edge.people.cohort.Cohort`), the person's threshold is recomputed from all their templates in the same
         transaction."""
+        name = check_name(name)
         crops, embeddings, sources = list(crops), np.asarray(embeddings, np.float32), list(sources)
         if not len(crops) or len(crops) != len(embeddings) or len(crops) != len(sources):
             raise GalleryError("nothing to add")
@@ -203,18 +206,32 @@ class Gallery:
                                 (cohort.threshold(t), cohort.sha256, pid))
         return len(ids)
 
-    def remove(self, name: str) -> None:
-        with _tx(self.db):
-            cur = self.db.execute("DELETE FROM persons WHERE name=?", (name,))
-            if cur.rowcount == 0:
-                raise GalleryError(f"no person named {name!r}")
+    def stored_name(self, name: str) -> str:
+        """The enrolled name ``name`` refers to: itself, else its stripped NFC spelling (as names are stored since
+        the name rule); a name stored before the rule (even an empty one) is found as it was typed."""
+        if not self.has(name):
+            clean = unicodedata.normalize("NFC", name.strip())
+            if self.has(clean):
+                return clean
+            raise GalleryError(f"no person named {shown(name, quote=True)}")
+        return name
 
-    def rename(self, old: str, new: str) -> None:
-        if self.has(new):
-            raise GalleryError(f"a person named {new!r} exists already")
+    def remove(self, name: str) -> str:
+        """Remove a person and their templates; returns the name removed."""
         with _tx(self.db):
-            if self.db.execute("UPDATE persons SET name=? WHERE name=?", (new, old)).rowcount == 0:
-                raise GalleryError(f"no person named {old!r}")
+            name = self.stored_name(name)
+            self.db.execute("DELETE FROM persons WHERE name=?", (name,))
+        return name
+
+    def rename(self, old: str, new: str) -> str:
+        """Rename a person; ``new`` must keep the name rule (:mod:`edge.people.names`). Returns the stored new name."""
+        new = check_name(new)
+        with _tx(self.db):
+            old = self.stored_name(old)
+            if new != old and self.has(new):
+                raise GalleryError(f"a person named {shown(new, quote=True)} exists already")
+            self.db.execute("UPDATE persons SET name=? WHERE name=?", (new, old))
+        return new
 
     # -- embeddings ------------------------------------------------------------------------------------
     def crops(self):
@@ -237,8 +254,9 @@ class Gallery:
             if wrong:
                 sizes = sorted({crop.shape[0] for _, _, crop in items if crop.shape[0] != input_size})
                 raise GalleryError(
-                    f"the stored faces of {', '.join(wrong)} were aligned for a {sizes[0]} px model, this model "
-                    f"takes {input_size} px: enroll them again (`doorface users remove NAME`, then `doorface enroll`)")
+                    f"the stored faces of {', '.join(map(shown, wrong))} were aligned for a {sizes[0]} px model, "
+                    f"this model takes {input_size} px: enroll them again (`doorface users remove NAME`, then "
+                    "`doorface enroll`)")
         new = []
         for tid, _, crop in (progress(items) if progress else items):
             new.append((tid, np.asarray(embed_crop(crop), np.float32)))
@@ -274,8 +292,8 @@ class Gallery:
             stale = [p.name for p in people if p.cohort_sha256 != cohort_sha256]
             if stale:
                 raise GalleryError(
-                    f"{', '.join(stale[:3])}{' and others' if len(stale) > 3 else ''} not calibrated against the "
-                    f"active cohort ({cohort_sha256[:12]}): run `doorface users reembed`")
+                    f"{', '.join(map(shown, stale[:3]))}{' and others' if len(stale) > 3 else ''} not calibrated "
+                    f"against the active cohort ({cohort_sha256[:12]}): run `doorface users reembed`")
         thresholds = {p.name: p.threshold for p in people if p.threshold is not None}
         return TemplateIndex(embs, [r[0] for r in rows], thresholds)
 
