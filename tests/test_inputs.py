@@ -261,7 +261,8 @@ def test_names_stored_before_the_rule_print_safely(tmp_path, capsys):
     common = ["--state-dir", str(state), "--config", "/dev/null"]
     assert cli.main(["users", "list", *common]) == 0
     out = capsys.readouterr().out
-    assert "\x1b" not in out and out.count("\n") == 3 and "'bob\\nERROR forged line'" in out
+    assert "\x1b" not in out and out.count("\n") == 4 and out.splitlines()[-1].startswith("liveness:")
+    assert "'bob\\nERROR forged line'" in out
     assert cli.main(["users", "rename", "", "cid", *common]) == 0
     assert capsys.readouterr().out == "renamed '' -> cid\n"
     assert cli.main(["users", "remove", "bob\nERROR forged line", *common]) == 0

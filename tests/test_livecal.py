@@ -77,7 +77,7 @@ def test_cli_calibrate_show_reset_with_the_shipped_model(tmp_path, samples, dete
     photos = [str(samples / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")]
     assert cli.main(["liveness", "calibrate", "--images", *photos, "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "added 4 live frame(s)" in out and "the model's" in out      # 4 < MIN_FRAMES: not yet calibrated
+    assert "4 live frame(s) of this door added" in out and "the model's" in out      # 4 < MIN_FRAMES: not yet calibrated
     assert cli.main(["liveness", "calibrate", "--images", *photos, "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "calibrated at this door: live when score >=" in out
@@ -86,3 +86,30 @@ def test_cli_calibrate_show_reset_with_the_shipped_model(tmp_path, samples, dete
     assert cli.main(["liveness", "reset", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "removed" in out and "not calibrated at this door" in out
+
+
+def test_enroll_at_the_camera_gives_the_door_its_live_frames(tmp_path):
+    """The frames `enroll --camera` uses are this door's live faces: their scores go into its calibration."""
+    from edge.cli.people import add_live_frames
+    from edge.door.camera import FakeSource
+    from edge.people.enroll import enroll_camera
+    from edge.people.gallery import FILENAME, Gallery
+    from edge.vision.analyzer import FaceAnalyzer
+    from edge.vision.detector import FakeDetector
+    from edge.vision.embedder import FakeEmbedder
+    from edge.vision.quality import QualityConfig
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(40, 220, (240, 320, 3), dtype=np.uint8) for _ in range(8)]
+    lv = FakeLiveness(lambda rgb, f: 0.999, threshold=0.5)
+    loose = QualityConfig(min_eye_distance=0, min_sharpness=0, max_yaw=2, max_roll=90, min_brightness=0,
+                          max_brightness=255)
+    analyzer = FaceAnalyzer(FakeDetector(), FakeEmbedder(), loose, liveness=lv)
+    scores = []
+    with Gallery(tmp_path / FILENAME).open(create=True) as g:
+        enroll_camera("ann", FakeSource(frames), analyzer, g, 0.8, count=5, say=lambda s: None, live_scores=scores)
+    assert len(scores) >= 5 and set(scores) == {0.999}
+    cfg = config.load(None, {"state.dir": str(tmp_path)})
+    line = add_live_frames(cfg, lv, scores, "enroll --camera ann")
+    assert "calibrated at this door" in line and lv.threshold > 0.5
+    assert livecal.load(tmp_path, lv.sha256).sources[-1].startswith("enroll --camera ann")

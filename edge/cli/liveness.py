@@ -72,19 +72,14 @@ def _image_frames(paths):
 
 
 def _calibrate(args, cfg) -> int:
-    from edge.build import calibrate_liveness
-    from edge.vision import livecal
+    from edge.cli.people import add_live_frames
 
     analyzer = _liveness(cfg)
-    lv, state = analyzer.liveness, Path(cfg["state"]["dir"])
     frames = _camera_frames(cfg, args.seconds) if args.camera else _image_frames(args.images)
     scores = face_scores(analyzer, frames)
     if not scores:
         raise DoorfaceError("no usable face seen: nothing calibrated (good light, one face, looking at the camera)")
-    cal = livecal.load(state, lv.sha256) or livecal.Calibration(lv.sha256)
-    n = cal.add(scores, "camera" if args.camera else f"{len(args.images)} photo path(s)")
-    livecal.save(state, cal)
-    print(f"added {n} live frame(s); {calibrate_liveness(cfg, state, lv)}")
+    print(add_live_frames(cfg, analyzer.liveness, scores, "camera" if args.camera else f"{len(args.images)} photo path(s)"))
     print("a running door takes it at `systemctl reload doorface` (SIGHUP)")
     return 0
 

@@ -42,6 +42,7 @@ def cmd_enroll(args) -> int:
     setup_logging(cfg["log"]["level"], args.verbose)
     analyzer, g = analyzer_and_gallery(cfg, create=True)
     cohort = load_cohort(cfg, Path(cfg["state"]["dir"]), analyzer.embedder)
+    live = [] if analyzer.liveness is not None and cfg["liveness"]["calibration"] == "door" else None
     with g:
         thr, margin, _ = operating_point(analyzer.embedder.meta, cfg["match"])
         if args.images:
@@ -53,14 +54,28 @@ def cmd_enroll(args) -> int:
             cam = cfg["camera"]
             src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
             n = enroll.enroll_camera(name, src, analyzer, g, thr, args.count, args.force, min_margin=margin,
-                                     cohort=cohort)
+                                     cohort=cohort, live_scores=live)
         person = next(p for p in g.people() if p.name == name)
         near = enroll.strangers_level(g.index(analyzer.embedder.sha256), person.name, cohort,
                                       stranger_neighbours(analyzer.embedder.meta, cfg["match"]))
     print(f"enrolled {shown(name)}: {n} template(s)")
     for line in enroll.threshold_lines(person, thr, cohort, near, margin):
         print(line)
+    if live:
+        print(add_live_frames(cfg, analyzer.liveness, live, f"enroll --camera {name}"))
     return 0
+
+
+def add_live_frames(cfg, liveness, scores, source: str) -> str:
+    """This door's live frames into its liveness calibration (:mod:`edge.vision.livecal`); the line to print."""
+    from edge.build import calibrate_liveness
+    from edge.vision import livecal
+
+    state = Path(cfg["state"]["dir"])
+    cal = livecal.load(state, liveness.sha256) or livecal.Calibration(liveness.sha256)
+    n = cal.add(scores, source)
+    livecal.save(state, cal)
+    return f"liveness: {n} live frame(s) of this door added; {calibrate_liveness(cfg, state, liveness)}"
 
 
 def recalibrated(cfg, g, cohort) -> None:
@@ -109,6 +124,18 @@ def _list(cfg, g) -> None:
               f"({own}{', not used: calibration off' if off and p.threshold is not None else ''})")
     if not people:
         print("nobody enrolled")
+    print(_liveness_line(cfg))
+
+
+def _liveness_line(cfg) -> str:
+    """How this door tells a live face from a photo (model, threshold and its source), under the people list."""
+    from edge.build import LIVENESS_OFF, build_liveness, calibrate_liveness
+
+    lv = build_liveness(cfg)
+    if lv is None:
+        return f"liveness: OFF ({LIVENESS_OFF})"
+    lv.load()
+    return f"liveness: {calibrate_liveness(cfg, Path(cfg['state']['dir']), lv)}"
 
 
 def cmd_users(args) -> int:

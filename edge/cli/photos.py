@@ -35,7 +35,7 @@ def _face_line(res, m, thr: float, margin: float) -> dict:
 
 
 def cmd_identify(args) -> int:
-    from edge.build import LIVENESS_OFF, build_analyzer, load_cohort, load_index
+    from edge.build import LIVENESS_OFF, build_analyzer, calibrate_liveness, load_cohort, load_index
     from edge.vision.images import read_rgb
     from edge.vision.sidecar import operating_point, stranger_neighbours
 
@@ -51,6 +51,7 @@ def cmd_identify(args) -> int:
         print(f"doorface: warning: {LIVENESS_OFF}", file=sys.stderr)
     else:
         analyzer.liveness.load()
+        calibrate_liveness(cfg, state, analyzer.liveness)   # this door's threshold, as the daemon uses it
     bad = 0
     for path in args.images:
         try:

@@ -132,9 +132,11 @@ GUIDANCE = ("look straight at the camera", "turn your head slightly left", "turn
 
 def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, gallery: Gallery, threshold: float,
                   count: int = 5, force: bool = False, say: Callable[[str], None] = print,
-                  max_frames: int = 600, min_margin: float = 0.0, cohort=None) -> int:
+                  max_frames: int = 600, min_margin: float = 0.0, cohort=None, live_scores: Optional[list] = None) -> int:
     """Guided enrollment from a camera: keeps frames with one face that passes the quality gates and is not a
-    near-duplicate of a kept one, until ``count`` templates. Nothing is stored unless all ``count`` are found."""
+    near-duplicate of a kept one, until ``count`` templates. Nothing is stored unless all ``count`` are found.
+    ``live_scores``, when given, receives the liveness score of every usable frame (this door's live faces, for
+    :mod:`edge.vision.livecal`)."""
     name = check_name(name)
     crops, embs = [], []
     step = -1
@@ -155,6 +157,8 @@ def enroll_camera(name: str, source: FrameSource, analyzer: FaceAnalyzer, galler
             res = analyzer.describe(frame.image, faces[0])
             if res.rejected:
                 continue
+            if live_scores is not None and res.liveness is not None:
+                live_scores.append(res.liveness)
             if embs and max(float(e @ res.embedding) for e in embs) > NEAR_DUPLICATE:
                 continue
             crops.append(res.crop)
