@@ -81,13 +81,33 @@ def build_analyzer(cfg) -> FaceAnalyzer:
     return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]), liveness=build_liveness(cfg))
 
 
+def wider_margin(cfg, meta) -> Optional[float]:
+    """How much above their threshold an enrolled face must score to open during a lockout caused by unknown faces
+    (``[decision] lockout_unknown_faces``); None when such a lockout stops every face. ``"model"``: one decade of
+    false accepts stricter than the door's threshold, at the slope of the model's strictest measured decade (its
+    sidecar's FAR 1e-4 -> 1e-5 thresholds; the impostor tail is about exponential), at least 0.005: a face that is
+    no one enrolled, tried again and again during such a lockout, is let in about 10 times less often per try
+    (README, "Lockout", has what that buys and costs)."""
+    d = cfg["decision"]
+    if d["lockout_unknown_faces"] == "all":
+        return None
+    if d["lockout_wider_margin"] != "model":
+        return float(d["lockout_wider_margin"])
+    fars = sorted((float(k[4:]), float(v)) for k, v in meta.get("thresholds", {}).items() if k.startswith("far_"))
+    if len(fars) < 2:
+        return None      # no decade to extrapolate from: every lockout stops every face
+    (_, strictest), (_, next_) = fars[0], fars[1]
+    return round(max(strictest - next_, 0.005), 4)
+
+
 def policy_config(cfg, meta) -> PolicyConfig:
     mt, d = cfg["match"], cfg["decision"]
     threshold, margin, _ = operating_point(meta, mt)
     return PolicyConfig(threshold=threshold, min_margin=margin, n=d["frames_needed"],
                         m=d["frames_window"], window=d["window_seconds"], attempt_gap=d["attempt_gap_seconds"], cooldown=d["cooldown_seconds"],
                         lockout_attempts=d["lockout_attempts"], lockout_window=d["lockout_window_seconds"],
-                        lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"])
+                        lockout_base=d["lockout_base_seconds"], lockout_max=d["lockout_max_seconds"],
+                        lockout_decay=d["lockout_decay_seconds"], stranger_margin=wider_margin(cfg, meta))
 
 
 def load_cohort(cfg, state_dir, embedder) -> Optional[Cohort]:

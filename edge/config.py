@@ -41,17 +41,21 @@ RULES: Dict[tuple, Any] = {
     ("decision", "window_seconds"): (0.1, 60), ("decision", "attempt_gap_seconds"): (0.1, 60), ("decision", "cooldown_seconds"): (0, 600),
     ("decision", "lockout_attempts"): (1, 1000), ("decision", "lockout_window_seconds"): (1, 86400),
     ("decision", "lockout_base_seconds"): (0, 86400), ("decision", "lockout_max_seconds"): (0, 86400),
+    ("decision", "lockout_decay_seconds"): (0, 604800),
+    ("decision", "lockout_unknown_faces"): ("wider_margin", "all"),
+    ("decision", "lockout_wider_margin"): (0.001, 0.5),   # or "model" (MODEL_OR_NUMBER)
     ("relay", "backend"): ("gpiozero", "lgpio", "rpigpio", "native", "pigpio", "jetson", "mock"),
     ("relay", "unlock_seconds"): (0.2, 30),
     ("state", "snapshot_limit"): (0, 100000),
     ("events", "peer_queue"): (1, 100000),
+    ("mqtt", "port"): (1, 65535), ("mqtt", "keepalive"): (5, 3600), ("mqtt", "command_max_age"): (1, 60),
     ("log", "level"): ("debug", "info", "warning", "error"),
 }
 
 
 #: Keys whose value is either the string "model" (take the model sidecar's value) or a number within RULES.
 MODEL_OR_NUMBER = {("match", "threshold"), ("match", "min_margin"), ("match", "stranger_neighbours"),
-                   ("liveness", "threshold")}
+                   ("liveness", "threshold"), ("decision", "lockout_wider_margin")}
 #: ... of them, the ones that count something (a whole number).
 WHOLE = {("match", "stranger_neighbours")}
 
@@ -154,6 +158,9 @@ def validate(cfg: dict) -> dict:
     d = cfg["decision"]
     if d["frames_needed"] > d["frames_window"]:
         raise ConfigError("config: decision.frames_needed must not exceed decision.frames_window")
+    if 0 < d["lockout_decay_seconds"] < d["lockout_max_seconds"]:
+        raise ConfigError("config: decision.lockout_decay_seconds must be 0 (never) or at least "
+                          "decision.lockout_max_seconds (a shorter decay lets an attacker wait the back-off down)")
     q = cfg["quality"]
     if q["min_brightness"] >= q["max_brightness"]:
         raise ConfigError("config: quality.min_brightness must be below quality.max_brightness")

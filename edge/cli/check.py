@@ -40,15 +40,16 @@ def _model(c: _Context) -> str:
 
 
 def _liveness(c: _Context) -> str:
-    from edge.build import LIVENESS_OFF
+    from edge.build import LIVENESS_OFF, calibrate_liveness
 
     lv = c.analyzer.liveness
     if lv is None:
         return f"OFF (warning: {LIVENESS_OFF})"
     lv.load()
+    cal = calibrate_liveness(c.cfg, Path(c.cfg["state"]["dir"]), lv)
     src = lv.meta.get("source", {})
     return f"OK {Path(lv.model_path).name} ({src.get('licence', '?')}, {lv.meta.get('quantization', '?')}, " \
-           f"sha256 {lv.sha256[:12]}, runtime {lv.backend}; live when score >= {lv.threshold:.2f})"
+           f"sha256 {lv.sha256[:12]}, runtime {lv.backend}; live when score >= {lv.threshold:.4f}: {cal})"
 
 
 def _detector(c: _Context) -> str:
@@ -80,12 +81,15 @@ def _gallery(c: _Context) -> str:
 
 
 def _camera(c: _Context) -> str:
-    from edge.door.camera import open_source
+    from edge.door.camera import open_source, redact_uri
 
     cam = c.cfg["camera"]
-    src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
-    with src:
-        frame = src.read()
+    try:
+        src = open_source(cam["source"], cam["width"], cam["height"], cam["fps"])
+        with src:
+            frame = src.read()
+    except Exception as exc:  # whatever the backend says, never the camera's password
+        raise DoorfaceError(redact_uri(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)) from None
     if frame is None:
         raise DoorfaceError(f"{src.name} gave no frame")
     return f"OK {src.name} {frame.image.shape[1]}x{frame.image.shape[0]}"
@@ -103,8 +107,23 @@ def _relay(c: _Context) -> str:
     return f"OK {r['backend']} pin {r['pin']} (locked)"
 
 
+def _access_log(c: _Context) -> str:
+    """The access log can be written (a write rolled back): a full disk, a read-only file or a lock shows here."""
+    from edge.door import accesslog
+
+    return accesslog.check(Path(c.cfg["state"]["dir"]) / accesslog.FILENAME)
+
+
+def _mqtt(c: _Context) -> str:
+    """The Home Assistant bridge's broker: reached, logged in, TLS verified; the bridge's availability; remote open."""
+    from edge.mqtt.check import check
+
+    return check(c.cfg)
+
+
 CHECKS = (("model", _model), ("liveness", _liveness), ("detector", _detector), ("cohort", _cohort),
-          ("gallery", _gallery), ("camera", _camera), ("relay", _relay))
+          ("gallery", _gallery), ("camera", _camera), ("relay", _relay), ("access log", _access_log),
+          ("mqtt", _mqtt))
 
 
 def _one(fn, *a) -> tuple:

@@ -27,11 +27,14 @@ from edge.door.notify import Systemd
 from edge.door.relay import Relay, make_relay, remember_relay
 from edge.door.seam import SeamServer, socket_path
 from edge.errors import GalleryError
+from edge.people.names import shown
 
 log = logging.getLogger("doorface")
 
 #: Longest wait for a camera frame before the loop looks at its stop and reload flags and its commands again (s).
 LOOP_POLL = 0.25
+#: A remote open that asks for a face needs an enrolled, live one to have passed this recently (s).
+FACE_RECENT = 2.0
 
 
 class Daemon:
@@ -61,6 +64,8 @@ class Daemon:
         self.socket: Optional[SeamServer] = None
         self.index = None
         self._cohort = None
+        self._snapshot_error: Optional[str] = None
+        self._face_seen: Optional[float] = None   # when an enrolled, live face last passed the rule
 
     def stop(self):
         """Ask the loop to end (from another thread); the relay is locked on the way out."""
@@ -86,6 +91,8 @@ class Daemon:
         return old
 
     def _handle_reload(self, analyzer):
+        """SIGHUP: the gallery, the cohort and the liveness calibration again. Whatever fails (a corrupt gallery or
+        cohort, an unreadable file) is one line, and the door goes on with what it had."""
         self._reload.clear()
         self.notifier.reloading()
         try:
@@ -93,8 +100,10 @@ class Daemon:
             log.info("reloaded gallery: %d templates", len(self.index))
             if analyzer.liveness is not None:
                 log.info(self.parts.calibrate_liveness(self.state_dir, analyzer.liveness))
-        except GalleryError as exc:
-            log.error("reload failed, keeping the previous gallery: %s", exc)
+        except Exception as exc:   # never a traceback, never an exit: the door keeps the gallery it had
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            what = msg if isinstance(exc, GalleryError) else f"{exc.__class__.__name__}{': ' + msg if msg else ''}"
+            log.error("reload failed, keeping the previous gallery and cohort: %s", what)
         self.notifier.ready(f"{len(self.index)} templates")
 
     def _load_index(self, analyzer):
@@ -105,28 +114,44 @@ class Daemon:
 
     # -- the seam --------------------------------------------------------------------------------------
     def _open_bus(self) -> alog.AccessLog:
-        access = alog.AccessLog(self.state_dir / alog.FILENAME).open()
+        """The bus and its sinks. The access log need not open: the door decides all the same (issue 25), numbering
+        decisions from :func:`~edge.door.accesslog.fallback_seq` until the log can be read, which its own lane
+        retries with a back-off."""
+        access = alog.AccessLog(self.state_dir / alog.FILENAME)
+        first = access.first_seq()
+        if first is None:
+            first = alog.fallback_seq()
+            log.warning("access log unreadable at start: decisions are numbered from %d (time-based, above any row "
+                        "the log holds) unless it opens before the first one", first)
+            access.on_open = self._renumber
         sinks: List[Sink] = [access] + ([alog.JsonLinesSink(self.events_out)] if self.events_out else [])
         ev = self.cfg["events"]
         if ev["socket"] != "off":
             path = socket_path(ev["socket"], self.state_dir)
             try:
-                self.socket = SeamServer(path, self.commands, ev["group"], queue=ev["peer_queue"]).start()
+                self.socket = SeamServer(path, self.commands, ev["group"], queue=ev["peer_queue"],
+                                         status=self._seam_status).start()
                 sinks.append(self.socket)
                 log.info("events socket: %s", path)
             except (OSError, KeyError) as exc:   # the door never depends on its integrations
                 log.error("events socket %s: cannot listen (%s); the door goes on without it", path, exc)
-        self.bus = EventBus(sinks + self.sinks, first_seq=access.next_seq()).start()
+        self.bus = EventBus(sinks + self.sinks, first_seq=first)
+        self.bus.start()      # (after self.bus is set: the access log's lane may renumber it)
         return access
+
+    def _renumber(self, next_seq: int) -> None:
+        """The access log opened after the start (on its lane): number from its next row if nothing was numbered."""
+        if self.bus is not None and self.bus.renumber(next_seq):
+            log.info("access log readable: decisions are numbered from %d", next_seq)
 
     def _record(self, d, frame_index: int, **extra) -> dict:
         """One final decision: a record on the bus (access log, events file, socket), one log line, systemd's
         status."""
         event = self.bus.publish(decision_record(d.kind, d.identity, d.score, d.reason, frame_index, **extra))
         self.decisions.append(event)
-        log.info("%s identity=%s score=%.3f frame=%d (%s)", d.kind, d.identity or "-", d.score, frame_index,
+        log.info("%s identity=%s score=%.3f frame=%d (%s)", d.kind, shown(d.identity), d.score, frame_index,
                  d.reason)
-        self.notifier.status(f"last: {d.kind} {d.identity or ''}".strip())
+        self.notifier.status(f"last: {d.kind} {'' if d.identity is None else shown(d.identity)}".strip())
         return event
 
     def _on_camera(self, state: str) -> None:
@@ -144,14 +169,44 @@ class Daemon:
         (the same lockout faces meet) or while the strike is already open (a command never extends a pulse)."""
         for cmd in self.commands.drain():
             who = cmd.get("user") or "-"
+            if cmd.get("cmd") == "reject":
+                self._reject(policy, t, frame_index, cmd, who)
+                continue
             if policy.locked_out(t):
                 d = Decision("remote_rejected", who, 0.0, "locked out")
             elif self.relay.is_unlocked:
                 d = Decision("remote_rejected", who, 0.0, "already open")
+            elif cmd.get("face") and not (self._face_seen is not None and 0 <= t - self._face_seen <= FACE_RECENT):
+                d = Decision("remote_rejected", who, 0.0, "no enrolled face in view")
             else:
-                self.relay.pulse(self.cfg["relay"]["unlock_seconds"])
+                self._pulse()
                 d = Decision("remote_open", who, 0.0, f"remote open by {who}")
             self._record(d, frame_index, command_id=cmd.get("id"))
+
+    def _reject(self, policy: DecisionPolicy, t: float, frame_index: int, cmd: dict, who: str) -> None:
+        """A command its peer refused itself (a bad remote-open code at the MQTT bridge): logged as
+        ``remote_rejected`` with the peer's reason and, when it says ``count``, a denied attempt towards the lockout."""
+        self._record(Decision("remote_rejected", who, 0.0, cmd.get("reason") or "rejected"), frame_index,
+                     command_id=cmd.get("id"))
+        lockout = policy.count_denial(t) if cmd.get("count") else None
+        if lockout is not None:
+            self._record(lockout, frame_index)
+
+    def _pulse(self) -> None:
+        """One pulse of the strike. A relay that fails is told first (a ``relay`` record ``fault``: Home Assistant
+        shows the lock JAMMED); the error then ends the run, and the unit's re-lock helper locks the strike."""
+        try:
+            self.relay.pulse(self.cfg["relay"]["unlock_seconds"])
+        except Exception as exc:
+            if self.bus is not None:
+                self.bus.publish(state_record("relay", "fault", error=(str(exc) or exc.__class__.__name__)[:200]))
+            raise
+
+    def _seam_status(self) -> dict:
+        """The door's state for the socket's hello line (any thread): the strike and the camera."""
+        g = getattr(self, "_grabber", None)
+        return {"relay": "unlocked" if self.relay is not None and self.relay.is_unlocked else "locked",
+                "camera": "connected" if g is None or g.connected else "disconnected"}
 
     # -- main loop -------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -210,6 +265,7 @@ class Daemon:
                  policy.cfg.threshold, f"FAR {far}" if far else "from config", policy.cfg.min_margin,
                  f"{Path(lv.model_path).name} >= {lv.threshold:.2f}" if lv is not None else "OFF",
                  r["backend"], redact_uri(self.source.name))
+        log.info(policy.cfg.describe_lockout())
 
     def _next_frame(self):
         """The next frame; None to look again (a live camera gave none in time); False at the end of a file."""
@@ -231,23 +287,29 @@ class Daemon:
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._handle_reload(analyzer)
-            now = time.time() if self.source.live or t is None else t
+            now = time.monotonic() if self.source.live or t is None else t
             self._handle_commands(policy, now, index)
             frame = self._next_frame()
             if frame is False:
                 break  # end of a file or folder
             if frame is None:
                 continue
-            t, index = frame.t, frame.index
-            self._frame(analyzer, policy, frame)
+            t, index = self._clock(frame), frame.index
+            self._frame(analyzer, policy, frame, t)
 
-    def _frame(self, analyzer, policy: DecisionPolicy, frame) -> None:
-        """One frame through the whole rule: lockout, analysis, attempt bookkeeping, decision, relay."""
+    def _clock(self, frame) -> float:
+        """The decision's time for a frame: a camera's frames are stamped with the wall clock, which NTP may step
+        (an hour back at boot on a Pi without a clock), so the policy runs on the monotonic clock taken as the frame
+        is handled; a file or folder keeps its own timeline (deterministic, and paced by ``realtime``)."""
+        return time.monotonic() if self.source.live else frame.t
+
+    def _frame(self, analyzer, policy: DecisionPolicy, frame, t: float) -> None:
+        """One frame at time ``t`` (:meth:`_clock`) through the whole rule: lockout, analysis, attempt bookkeeping,
+        decision, relay."""
         self.frames += 1
-        t = frame.t  # wall clock for cameras; a file's own timeline for files (deterministic)
         if self.realtime and not self.source.live:
             time.sleep(max(0.0, t - (time.monotonic() - self._started)))
-        if policy.locked_out(t):
+        if policy.blocks_faces(t):    # a lockout that stops every face (one of unknown faces only does not)
             self.notifier.watchdog_ping()
             return
         res = analyzer.analyze(frame.image, frame.detect_image)
@@ -261,15 +323,37 @@ class Daemon:
         if res is None or res.rejected:
             return
         mt = self.index.match(res.embedding)
-        d = policy.observe(Observation(t, mt.identity, mt.score, mt.margin, res.live, mt.threshold))
+        o = Observation(t, mt.identity, mt.score, mt.margin, res.live, mt.threshold)
+        if policy.passes(o):
+            self._face_seen = t       # an enrolled, live face in view (a remote open may ask for one)
+        d = policy.observe(o)
         if not d.final:
             return
         if d.kind == "grant":
-            self.relay.pulse(self.cfg["relay"]["unlock_seconds"])
-        self._record(d, frame.index)
+            self._pulse()
+        snap = self._snapshot(res.crop) if d.kind != "grant" and self.cfg["state"]["snapshots"] else None
+        self._record(d, frame.index, margin=round(float(mt.margin), 4),
+                     liveness=None if res.liveness is None else round(float(res.liveness), 4),
+                     **({"snapshot": snap} if snap else {}))
+
+    def _snapshot(self, crop) -> Optional[str]:
+        """A denied face's snapshot (its file name, for the decision record); one that cannot be written (a full disk,
+        a read-only dir) is skipped, the reason logged once (again when it changes), and the door goes on."""
         st = self.cfg["state"]
-        if d.kind != "grant" and st["snapshots"]:
-            alog.save_snapshot(self.state_dir / "snapshots", res.crop, st["snapshot_limit"])
+        try:
+            path = alog.save_snapshot(self.state_dir / "snapshots", crop, st["snapshot_limit"])
+        except Exception as exc:   # OSError, cv2.error: a snapshot is never worth the door
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else \
+                f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if reason != self._snapshot_error:
+                log.error("snapshot not written in %s (%s); the door keeps deciding, later snapshots are tried again",
+                          self.state_dir / "snapshots", reason)
+            self._snapshot_error = reason
+        else:
+            if self._snapshot_error is not None:
+                log.info("snapshots are written again")
+            self._snapshot_error = None
+            return path.name if path is not None else None
 
     def _shutdown(self, access, old_handlers: dict) -> None:
         try:

@@ -53,9 +53,14 @@ class Sink:
     """Interface: :meth:`send` one record (may block or raise: the bus isolates it); :meth:`close` at the end."""
 
     name = "sink"
+    #: When set, the sink's lane calls :meth:`tick` after this many idle seconds (a sink that retries on its own).
+    tick_seconds: Optional[float] = None
 
     def send(self, record: dict) -> None:
         raise NotImplementedError
+
+    def tick(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -99,21 +104,30 @@ class _Lane:
             log.error("events sink %s blocked for more than %.1f s; its records queue up and the oldest are "
                       "dropped (the door goes on)", self.sink.name, self.timeout)
 
+    def _next(self):
+        """The next record; None when the sink's ``tick_seconds`` passed idle; False when closing and drained."""
+        every = getattr(self.sink, "tick_seconds", None)
+        with self.cond:
+            while not self.queue and not self.closing:
+                if not self.cond.wait(every) and every is not None:
+                    return None
+            return self.queue.popleft() if self.queue else False
+
     def _run(self) -> None:
         while True:
-            with self.cond:
-                while not self.queue and not self.closing:
-                    self.cond.wait()
-                if not self.queue:
-                    return
-                record = self.queue.popleft()
+            record = self._next()
+            if record is False:
+                return
             self.busy_since = time.monotonic()
             try:
-                self.sink.send(record)
+                if record is None:
+                    self.sink.tick()
+                else:
+                    self.sink.send(record)
             except Exception as exc:   # a sink's failure never reaches the frame loop
-                self.failed += 1
+                self.failed += record is not None
                 log.error("events sink %s failed on a %s record (dropped for it): %s: %s", self.sink.name,
-                          record.get("type"), exc.__class__.__name__, exc)
+                          record.get("type") if record else "tick", exc.__class__.__name__, exc)
             finally:
                 self.busy_since = None
                 self._said = False
@@ -133,6 +147,7 @@ class EventBus:
         self._seq = itertools.count(first_seq)
         self._lock = threading.Lock()
         self._started = False
+        self._numbered = 0
 
     def add(self, sink: Sink) -> None:
         lane = _Lane(sink, self._lanes[0].size if self._lanes else SINK_QUEUE,
@@ -154,9 +169,19 @@ class EventBus:
             record = {"v": PROTOCOL, **record}
             if record.get("type") == "decision":
                 record["seq"] = next(self._seq)
+                self._numbered += 1
             for lane in self._lanes:
                 lane.offer(record)
         return record
+
+    def renumber(self, first_seq: int) -> bool:
+        """Number decisions from ``first_seq`` instead, unless one was already numbered (the access log could not
+        be read at start and now can: its next row id). True when renumbered."""
+        with self._lock:
+            if self._numbered:
+                return False
+            self._seq = itertools.count(first_seq)
+            return True
 
     def stats(self) -> Dict[str, dict]:
         return {lane.sink.name: {"queued": len(lane.queue), "dropped": lane.dropped, "failed": lane.failed}

@@ -10,7 +10,11 @@ Protocol (version 1): a Unix stream socket, one JSON object per line, UTF-8, eve
 - A peer sends commands: ``{"v": 1, "cmd": "open", "id": "any", "user": "who asked"}``. The server answers
   ``{"v": 1, "type": "reply", "id": ..., "ok": true}`` once the command is queued for the frame loop (the outcome is
   a ``decision`` record, ``remote_open`` or ``remote_rejected``, carrying the same ``id``), or ``"ok": false`` with
-  an ``error``. Commands: ``open`` (one pulse of the strike, under the door's lockout), ``ping``.
+  an ``error``. Commands: ``open`` (one pulse of the strike, under the door's lockout; ``"face": true``: only
+  while an enrolled, live face is in view), ``ping``, and ``reject`` (``"reason"``, ``"count"``): a command a peer
+  refused itself (a bad remote-open code), logged as ``remote_rejected`` with that reason and, with ``"count":
+  true``, counted as a denied attempt towards the lockout.
+- The hello line also carries the strike's and the camera's state now (``"relay"``, ``"camera"``), when known.
 - Who may connect: the socket file is mode 0660, owned by the door's group; on top of that, the server reads the
   peer's credentials (``SO_PEERCRED``) and refuses, with one ``error`` line, a peer that is neither root, nor the
   door's own user, nor a member of the allowed group.
@@ -35,7 +39,7 @@ log = logging.getLogger("doorface")
 PEER_QUEUE = 256
 #: Longest command line accepted (bytes).
 MAX_LINE = 4096
-COMMANDS = ("open", "ping")
+COMMANDS = ("open", "ping", "reject")
 
 
 def peer_credentials(conn: socket.socket) -> tuple:
@@ -70,6 +74,14 @@ def resolve_group(name: str) -> Optional[int]:
     import grp
 
     return grp.getgrnam(name).gr_gid
+
+
+def _status(fn) -> dict:
+    """The door's state for a hello line; never fails the connection."""
+    try:
+        return dict(fn()) if fn is not None else {}
+    except Exception:
+        return {}
 
 
 def encode(obj: dict) -> bytes:
@@ -128,8 +140,9 @@ class SeamServer(Sink):
     name = "socket"
 
     def __init__(self, path, commands: CommandQueue, group: str = "", door: str = "doorface",
-                 queue: int = PEER_QUEUE):
+                 queue: int = PEER_QUEUE, status: Optional[Callable[[], dict]] = None):
         self.path = Path(path)
+        self.status = status    # the door's current state for the hello line (relay, camera)
         self.commands, self.group_name, self.door, self.queue = commands, group, door, queue
         self.peers: List[_Peer] = []
         self._lock = threading.Lock()
@@ -173,7 +186,8 @@ class SeamServer(Sink):
                 threading.Thread(target=_refuse, args=(conn,), name="socket-refuse", daemon=True).start()
                 continue
             peer = _Peer(conn, self.queue)
-            peer.reply({"type": "hello", "door": self.door, "queue": self.queue, "commands": list(COMMANDS)})
+            now = _status(self.status)
+            peer.reply({"type": "hello", "door": self.door, "queue": self.queue, "commands": list(COMMANDS), **now})
             with self._lock:
                 self.peers.append(peer)
             threading.Thread(target=self._write, args=(peer,), name="socket-write", daemon=True).start()
@@ -226,7 +240,9 @@ class SeamServer(Sink):
         if name == "ping":
             return {"type": "reply", "id": rid, "ok": True}
         user = str(cmd.get("user") or f"uid {uid}")[:64]
-        if not self.commands.put({"cmd": name, "id": rid, "user": user, "uid": uid}):
+        extra = {"face": cmd.get("face") is True} if name == "open" else \
+            {"reason": str(cmd.get("reason") or "rejected")[:200], "count": cmd.get("count") is True}
+        if not self.commands.put({"cmd": name, "id": rid, "user": user, "uid": uid, **extra}):
             return {"type": "reply", "id": rid, "ok": False, "error": "too many commands waiting"}
         return {"type": "reply", "id": rid, "ok": True}
 
