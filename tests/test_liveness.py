@@ -271,3 +271,28 @@ def test_converter_refuses_weights_with_another_hash(tmp_path):
         (tmp_path / v.file).write_bytes(b"not the published file")
     with pytest.raises(WeightsError, match="not the published"):
         check_weights(tmp_path)
+
+
+def test_liveness_is_judged_over_the_attempt_not_only_per_frame():
+    """A screen flickering across the threshold: 3 of 5 frames live on their own, but the attempt's mean log-odds
+    is not, so they do not add up to a grant (bench.liveattempt measures this on NUAA's consecutive frames)."""
+    from edge.door.decision import live_evidence, log_odds
+
+    scores = [0.85, 0.05, 0.85, 0.05, 0.85]
+
+    def run(with_scores: bool):
+        p = DecisionPolicy(PolicyConfig(threshold=0.9, min_margin=0.05))
+        out = []
+        for i, s in enumerate(scores):
+            extra = (s, 0.5) if with_scores else ()
+            out.append(p.observe(Observation(i * 0.1, "ann", 0.95, 0.5, s >= 0.5, float("-inf"), *extra)).kind)
+        return out
+
+    assert "grant" in run(False)                  # per frame: f1, f3, f5 pass
+    assert "grant" not in run(True)               # with the attempt's evidence: f5's mean log-odds is below 0
+    live = [0.97, 0.6, 0.97, 0.97, 0.97]
+    p = DecisionPolicy(PolicyConfig(threshold=0.9, min_margin=0.05))
+    kinds = [p.observe(Observation(i * 0.1, "ann", 0.95, 0.5, True, float("-inf"), s, 0.5)).kind
+             for i, s in enumerate(live)]
+    assert kinds[-3:].count("grant") == 1         # a live face still opens
+    assert live_evidence(2 * log_odds(0.9), 2, 0.9) and not live_evidence(log_odds(0.9) + log_odds(0.1), 2, 0.6)

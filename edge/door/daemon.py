@@ -323,7 +323,9 @@ class Daemon:
         if res is None or res.rejected:
             return
         mt = self.index.match(res.embedding)
-        o = Observation(t, mt.identity, mt.score, mt.margin, res.live, mt.threshold)
+        lv = analyzer.liveness
+        o = Observation(t, mt.identity, mt.score, mt.margin, res.live, mt.threshold, res.liveness,
+                        None if lv is None else lv.threshold)
         if policy.passes(o):
             self._face_seen = t       # an enrolled, live face in view (a remote open may ask for one)
         d = policy.observe(o)

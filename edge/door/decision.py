@@ -12,7 +12,11 @@ still follow within the same attempt. Faces are ignored for ``cooldown`` seconds
 grant for the person just granted (who is still standing there).
 An unknown face can never produce a grant: identity None never passes. Nor can a face judged an attack by the
 liveness check (``live`` False): it never passes, and when ``n`` such faces are seen within an attempt the attempt
-is denied at once with reason ``spoof`` (it counts towards the lockout like any deny).
+is denied at once with reason ``spoof`` (it counts towards the lockout like any deny). Liveness is judged over the
+attempt, not only per frame: given the liveness score and threshold of each face (``Observation.liveness``,
+``live_threshold``), a face counts as live only when its own score reaches the threshold *and* the mean log-odds of
+the attempt's faces so far does (:func:`live_evidence`): consecutive frames of a screen or a print that flicker
+across the threshold do not add up to 3 live frames (README, "Liveness").
 
 **Lockout.** ``lockout_attempts`` denied attempts within ``lockout_window`` seconds start a lockout of
 ``lockout_base`` seconds, doubling with each further one up to ``lockout_max`` (the back-off *level*). Two things
@@ -34,8 +38,9 @@ cameras), so a wall-clock change cannot lengthen or shorten a lockout.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Deque, Optional, Tuple
 
 
@@ -90,6 +95,19 @@ class Observation:
     margin: float
     live: bool        # the liveness check's call (True when it is explicitly turned off)
     person_threshold: float = float("-inf")   # the best person's own threshold (Match.threshold)
+    liveness: Optional[float] = None          # the face's liveness score 0..1 (None: liveness off, or not given)
+    live_threshold: Optional[float] = None    # ... and the threshold it is judged against
+
+
+def log_odds(p: float) -> float:
+    p = min(max(float(p), 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))
+
+
+def live_evidence(total: float, count: int, threshold: float) -> bool:
+    """The attempt's evidence of a live face: the mean log-odds of its faces' liveness scores reaches the
+    threshold's."""
+    return count > 0 and total / count >= log_odds(threshold)
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,8 @@ class DecisionPolicy:
     _seen_match: bool = False          # ... and whether any matched an enrolled person by recognition alone
     _last_identity: Optional[str] = None
     _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
+    _live_sum: float = 0.0             # liveness log-odds summed over the attempt's faces ...
+    _live_n: int = 0                   # ... and how many
 
     def passes(self, o: Observation) -> bool:
         return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live,
@@ -240,7 +260,18 @@ class DecisionPolicy:
         self._denied = False
         self._last_deny_t = float("-inf")
         self._last_identity = None
+        self._live_sum, self._live_n = 0.0, 0
         return None
+
+    def _with_evidence(self, o: Observation) -> Observation:
+        """``o`` counting as live only if its own score and the attempt's evidence so far both say live."""
+        if o.liveness is None or o.live_threshold is None:
+            return o
+        self._live_sum += log_odds(o.liveness)
+        self._live_n += 1
+        if o.live and not live_evidence(self._live_sum, self._live_n, o.live_threshold):
+            return replace(o, live=False)
+        return o
 
     def _grant(self, t: float, who: str, count: int, wider: bool = False) -> Decision:
         rule = self.passes_wider if wider else self.passes
@@ -250,6 +281,7 @@ class DecisionPolicy:
         self._denied = False
         self._open = False
         self._forget_seen()
+        self._live_sum, self._live_n = 0.0, 0
         self._lockouts = 0
         self._cooldown_until = t + self.cfg.cooldown
         self._cooldown_identity = who
@@ -266,6 +298,7 @@ class DecisionPolicy:
                 self._last_t = o.t
                 return closed
         self._last_t = o.t
+        o = self._with_evidence(o)
         if self.passes(o) and o.identity != self._last_identity:
             # Another person passes (or a photo was swapped in): the count starts here. A frame that passes for
             # nobody (blur, a turned head) does not reset it.
