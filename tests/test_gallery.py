@@ -170,3 +170,40 @@ def test_a_gallery_this_user_cannot_open_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda *a, **k: False)
     with pytest.raises(GalleryError, match="permission denied .it belongs to .*; run as that user"):
         Gallery(tmp_path / "g.sqlite").open()
+
+
+def test_a_first_enroll_on_a_full_disk_leaves_no_gallery(tmp_path, monkeypatch):
+    """A full disk while the new gallery's schema is written: a one-line error and no file left (before: a 0-byte
+    gallery.sqlite that every later enroll and run refused, even after space was freed)."""
+    import sqlite3
+
+    from edge.people import gallery as gal
+
+    real = sqlite3.connect
+
+    def full_disk(*a, **k):
+        db = real(*a, **k)
+        db.execute("PRAGMA max_page_count = 1")
+        return db
+
+    monkeypatch.setattr(gal.sqlite3, "connect", full_disk)
+    path = tmp_path / "state" / "gallery.sqlite"
+    with pytest.raises(GalleryError, match="cannot create gallery .*full.*nothing was left behind"):
+        Gallery(path).open(create=True)
+    assert not path.exists()
+    monkeypatch.setattr(gal.sqlite3, "connect", real)
+    Gallery(path).open(create=True).close()           # space freed: the next enroll just works
+
+
+def test_a_failed_first_enrollment_removes_the_gallery_it_created(tmp_path):
+    path = tmp_path / "gallery.sqlite"
+    with pytest.raises(RuntimeError):
+        with Gallery(path).open(create=True):
+            raise RuntimeError("no face in the photo")
+    assert not path.exists()
+    with Gallery(path).open(create=True) as g:         # an existing gallery is never removed
+        g.add_templates("ann", [np.zeros((8, 8, 3), np.uint8)], [np.ones(4, np.float32) / 2], "m", ["t"])
+    with pytest.raises(RuntimeError):
+        with Gallery(path).open(create=True):
+            raise RuntimeError("refused")
+    assert path.exists()

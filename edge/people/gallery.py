@@ -7,6 +7,7 @@ embeddings came from another model, raises :class:`GalleryError` (the daemon the
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS templates (
     crop BLOB NOT NULL, embedding BLOB NOT NULL, dim INTEGER NOT NULL, model_sha256 TEXT NOT NULL,
     source TEXT NOT NULL, created REAL NOT NULL);
 """
+log = logging.getLogger("doorface")
 FILENAME = "gallery.sqlite"
 
 
@@ -75,6 +77,15 @@ class Gallery:
         if not os.access(self.path, os.R_OK | (os.W_OK if create else 0)):
             raise GalleryError(f"cannot open gallery {self.path}: permission denied (it belongs to "
                                f"{_owner(self.path)}; run as that user, e.g. `sudo -u doorface doorface ...`)")
+        db = self._connect(created)
+        os.chmod(self.path, 0o600)
+        self._db = db
+        self._created = created
+        return self
+
+    def _connect(self, created: bool) -> sqlite3.Connection:
+        """The connection, with the schema checked (or written, for a file this process just ``created``)."""
+        db = None
         try:
             db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None)
             db.execute("PRAGMA foreign_keys = ON")
@@ -106,11 +117,28 @@ class Gallery:
             if not kind or kind[0] != "doorface-gallery" or not version or int(version[0]) != SCHEMA_VERSION:
                 raise GalleryError(f"{self.path} is not a doorface gallery of schema version {SCHEMA_VERSION}")
             db.execute("PRAGMA quick_check").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (GalleryError, sqlite3.DatabaseError) as exc:
+            if created:    # a new gallery that could not be made (a full disk): nothing is left behind
+                self._discard(db)
+                raise GalleryError(f"cannot create gallery {self.path}: {exc}; nothing was left behind") from None
+            if isinstance(exc, GalleryError):
+                raise
             raise GalleryError(f"corrupt gallery {self.path}: {exc}") from None
-        os.chmod(self.path, 0o600)
-        self._db = db
-        return self
+        return db
+
+    def _discard(self, db=None) -> None:
+        """Close and remove a gallery file this process created (and its journal)."""
+        for conn in (db, self._db):
+            if conn is not None:
+                conn.close()
+        self._db = None
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("cannot remove the unfinished gallery %s%s: %s", self.path, suffix, exc)
 
     def _migrate(self, db: sqlite3.Connection, version: int) -> int:
         if not os.access(self.path, os.W_OK):
@@ -132,7 +160,17 @@ class Gallery:
     def __enter__(self):
         return self.open()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        # A first enrollment that failed (a full disk, a refused face) leaves no gallery behind: the file this
+        # block created is removed when nobody was stored in it.
+        if exc_type is not None and getattr(self, "_created", False) and self._db is not None:
+            try:
+                empty = self._db.execute("SELECT COUNT(*) FROM persons").fetchone()[0] == 0
+            except sqlite3.Error:
+                empty = True
+            if empty:
+                self._discard()
+                return
         self.close()
 
     @property
