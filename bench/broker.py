@@ -60,7 +60,11 @@ class Mosquitto:
     :meth:`kill` (SIGKILL), :meth:`pause` / :meth:`resume` (SIGSTOP / SIGCONT: a broker that stalls)."""
 
     def __init__(self, folder, port: Optional[int] = None, users: Dict[str, str] = None, tls: bool = True,
-                 pki: Optional[Dict[str, Path]] = None):
+                 pki: Optional[Dict[str, Path]] = None, conf_text: Optional[str] = None, acl_text: Optional[str] = None):
+        """``conf_text``: a mosquitto.conf as an admin would write it (docs/home-assistant/mosquitto.conf): used as
+        written, its listener moved to this port on 127.0.0.1 and its certificate, password and ACL files to the
+        ones made here (``acl_text`` the ACL's content)."""
+        self.conf_text, self.acl_text = conf_text, acl_text
         self.dir = Path(folder)
         self.port = port or free_port()
         self.users = dict(USERS if users is None else users)
@@ -87,9 +91,29 @@ class Mosquitto:
             if self.pki is None:
                 self.pki = make_pki(d / "pki")
             lines += [f"cafile {self.pki['ca']}", f"certfile {self.pki['cert']}", f"keyfile {self.pki['key']}"]
+        if self.conf_text is not None:
+            lines = [ln for ln in lines if not ln.startswith(
+                ("listener", "allow_anonymous", "password_file", "cafile", "certfile", "keyfile"))]
+            lines += self._as_written(passwd)
         conf = d / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
+
+    def _as_written(self, passwd: Path) -> list:
+        """``conf_text``'s lines with this broker's port and files in place of the admin's paths."""
+        acl = self.dir / "acl"
+        acl.write_text(self.acl_text or "")
+        acl.chmod(0o600)
+        files = {"cafile": self.pki["ca"], "certfile": self.pki["cert"], "keyfile": self.pki["key"],
+                 "password_file": passwd, "acl_file": acl}
+        out = []
+        for ln in self.conf_text.splitlines():
+            key = ln.split(" ", 1)[0]
+            if not ln.strip() or ln.startswith("#"):
+                continue
+            out.append(f"listener {self.port} 127.0.0.1" if key == "listener" else
+                       f"{key} {files[key]}" if key in files else ln)
+        return out
 
     def start(self, timeout: float = 10.0) -> "Mosquitto":
         conf = self._configure()

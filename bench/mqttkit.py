@@ -105,6 +105,7 @@ class Watcher:
 
         self.broker = broker
         self.events: List[dict] = []
+        self.rx: List[float] = []             # wall time each event arrived
         self.messages: Dict[str, list] = {}
         self.retained: Dict[str, bytes] = {}
         self.cond = threading.Condition()
@@ -138,6 +139,7 @@ class Watcher:
                 self.retained[msg.topic] = bytes(msg.payload)
             if msg.topic.endswith("/event"):
                 self.events.append(json.loads(msg.payload))
+                self.rx.append(time.time())
             self.cond.notify_all()
 
     def wait(self, predicate: Callable[["Watcher"], bool], timeout: float = 10.0) -> bool:

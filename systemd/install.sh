@@ -21,6 +21,7 @@ DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/opt/doorface}
 ETC=/etc/doorface
 UNIT=/etc/systemd/system/doorface.service
+MQTT_UNIT=/etc/systemd/system/doorface-mqtt.service
 STAGED=0
 [ -n "$DESTDIR" ] && STAGED=1
 
@@ -33,7 +34,8 @@ system() {   # a step that changes the running system: skipped when staging into
 
 if [ "$UNINSTALL" = 1 ]; then
     system systemctl disable --now doorface.service || true
-    run rm -f "$DESTDIR$UNIT"
+    system systemctl disable --now doorface-mqtt.service || true
+    run rm -f "$DESTDIR$UNIT" "$DESTDIR$MQTT_UNIT"
     system systemctl daemon-reload
     run rm -rf "$DESTDIR$PREFIX"
     echo "doorface removed; kept $ETC and /var/lib/doorface (gallery, access log): delete them by hand if wanted"
@@ -119,6 +121,8 @@ if [ "$DRY" = 1 ]; then
 else
     sed -e "s|--pin 17$|--pin $PIN$EXTRA|" "$REPO/systemd/doorface.service" > "$DESTDIR$UNIT"
 fi
+# The Home Assistant bridge's unit: installed, not enabled (turn on [mqtt], then systemctl enable --now doorface-mqtt).
+run cp "$REPO/systemd/doorface-mqtt.service" "$DESTDIR$MQTT_UNIT"
 system systemctl daemon-reload
 system systemctl enable --now doorface.service
 echo "doorface installed. Enroll someone: sudo -u doorface $PREFIX/venv/bin/doorface enroll NAME --camera"

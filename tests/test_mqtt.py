@@ -193,22 +193,33 @@ def test_the_command_template_renders_to_what_the_bridge_accepts():
 
 # -- the code ------------------------------------------------------------------------------------------
 def test_the_code_is_stored_as_a_pbkdf2_hash_only(tmp_path):
-    path = set_code(tmp_path, CODE, iterations=100_000)
+    path = set_code(tmp_path / "code.json", CODE, iterations=100_000)
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     text = path.read_text()
     assert CODE not in text and json.loads(text)["kdf"] == "pbkdf2-sha256"
-    store = CodeStore(tmp_path)
+    store = CodeStore(tmp_path / "code.json")
     assert store.verify(CODE) and not store.verify("482916") and not store.verify(None)
     assert not store.verify("") and not store.verify(CODE * 20)
     for weak in ("12345", "111111", "123456", "abcdef"):
         with pytest.raises(MqttError):
-            set_code(tmp_path, weak)
+            set_code(tmp_path / "code.json", weak)
+
+
+def test_root_writes_the_code_readable_by_the_doors_group_only(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (as `sudo doorface mqtt set-code` runs)")
+    etc = tmp_path / "etc-doorface"
+    etc.mkdir(mode=0o750)
+    os.chown(etc, 0, 4242)                                   # root:doorface
+    path = set_code(etc / "mqtt-code.json", CODE, iterations=100_000)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (0, 4242, "0o640")
 
 
 def test_a_missing_or_tampered_code_file_refuses_every_code(tmp_path):
-    store = CodeStore(tmp_path)
+    store = CodeStore(tmp_path / "code.json")
     assert not store.is_set() and not store.verify(CODE)
-    path = set_code(tmp_path, CODE, iterations=100_000)
+    path = set_code(tmp_path / "code.json", CODE, iterations=100_000)
     rec = json.loads(path.read_text())
     path.write_text(json.dumps({**rec, "iterations": 1}))    # a weakened file is not accepted
     assert not store.verify(CODE)
@@ -217,9 +228,9 @@ def test_a_missing_or_tampered_code_file_refuses_every_code(tmp_path):
 # -- commands ------------------------------------------------------------------------------------------
 def gate(tmp_path, **over):
     s = settings(tmp_path, **over)
-    set_code(s.state_dir, CODE, iterations=100_000)
+    set_code(s.code_file, CODE, iterations=100_000)
     state = BridgeState(s.state_dir, keep=2 * s.command_max_age + 10)
-    return CommandGate(s, CodeStore(s.state_dir), state), state
+    return CommandGate(s, CodeStore(s.code_file), state), state
 
 
 def msg(action="OPEN", code=CODE, ts="now", retained=False, expiry=None, age=0.0, **extra):
@@ -277,7 +288,7 @@ def test_a_replay_is_refused_also_after_a_restart(tmp_path):
     assert "replayed" in g.judge(again).reason
     # the bridge restarts: a new gate and state read from the same file
     s = g.s
-    g2 = CommandGate(s, CodeStore(s.state_dir), BridgeState(s.state_dir, keep=state.keep).load())
+    g2 = CommandGate(s, CodeStore(s.code_file), BridgeState(s.state_dir, keep=state.keep).load())
     assert "replayed" in g2.judge(Incoming(first.payload, False, None, time.monotonic())).reason
     assert g2.judge(msg()).open                        # a new command (a new ts) still opens
 
@@ -313,3 +324,97 @@ def test_the_bridge_state_survives_a_restart(tmp_path):
     again = BridgeState(tmp_path).load()
     assert again.last_seq == 42 and "abc" in again.seen
     assert oct((tmp_path / "bridge-state.json").stat().st_mode & 0o777) == "0o600"
+
+
+# -- the README's Home Assistant examples (docs/home-assistant/), as written -------------------------------------
+def docs_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "docs" / "home-assistant"
+
+
+def entity_ids(msg: dict) -> set:
+    """The entity ids Home Assistant makes from a device discovery message: ``<platform>.<slug of device name and
+    entity name>`` (an MQTT entity with a name, on a device with a name)."""
+    import re
+
+    def slug(text):
+        return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+    return {f"{c['p']}.{slug(msg['dev']['name'] + ' ' + c['name'])}" for c in msg["cmps"].values()}
+
+
+def example_settings():
+    from edge.config import tomllib
+
+    layer = tomllib.loads((docs_dir() / "doorface.toml").read_text())
+    cfg = config.validate(config.merge(config.defaults(), layer, "docs/home-assistant/doorface.toml"))
+    return from_config(cfg, check_files=False)
+
+
+def test_the_example_config_is_valid_with_remote_open_possible():
+    s = example_settings()
+    assert s.enabled and s.tls and s.remote_open and s.remote_open_refusal() is None
+    assert s.base == "doorface/front" and s.snapshots
+
+
+def test_the_dashboard_card_uses_only_entities_the_discovery_creates():
+    yaml = pytest.importorskip("yaml")
+    card = yaml.safe_load((docs_dir() / "dashboard-card.yaml").read_text())
+    ids = entity_ids(pl.discovery(example_settings())[1])
+    assert ids == {"lock.doorface_front_door", "event.doorface_front_access", "sensor.doorface_front_last_person",
+                   "image.doorface_front_snapshot", "binary_sensor.doorface_front_camera"}
+    used = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "entity" in node:
+                used.add(node["entity"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(card)
+    assert used == ids
+
+
+def test_the_spoof_automation_notifies_with_the_snapshot_on_spoof_and_lockout_only():
+    yaml = pytest.importorskip("yaml")
+    jinja2 = pytest.importorskip("jinja2")
+    auto = yaml.safe_load((docs_dir() / "automation-spoof.yaml").read_text())
+    s = example_settings()
+    ids = entity_ids(pl.discovery(s)[1])
+    assert auto["triggers"][0]["entity_id"] in ids and auto["triggers"][0]["entity_id"].startswith("event.")
+    notify = auto["actions"][-1]
+    image = notify["data"]["data"]["image"]
+    assert image.startswith("/api/image_proxy/") and image.split("/")[-1] in ids
+    env = jinja2.Environment()
+
+    def render(text, payload):
+        trigger = {"to_state": {"attributes": payload}}     # an MQTT event entity's attributes: its payload
+        return env.from_string(text).render(trigger=trigger)
+
+    cond = auto["conditions"][0]["value_template"]
+    for kind, reason, fires in (("deny", "spoof", True), ("lockout", "5 denied attempts: 30s", True),
+                                ("deny", "unknown face", False), ("grant", "3 of last 5 frames", False),
+                                ("remote_rejected", "bad code", False)):
+        payload = pl.event_payload({**decision_record(kind, None, 0.4, reason, 3), "seq": 12}, s.door_id)
+        assert render(cond, payload) == str(fires), (kind, reason)
+        if fires:
+            title = render(notify["data"]["title"], payload)
+            assert title in ("Front door: spoof", "Front door: locked out")
+            assert reason in render(notify["data"]["message"], payload) and "seq 12" in \
+                render(notify["data"]["message"], payload)
+
+
+def test_readme_home_assistant_section_shows_the_tested_examples():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    if "## Home Assistant" not in readme:
+        pytest.skip("README has no Home Assistant section yet")
+    section = readme.split("## Home Assistant", 1)[1].split("\n## ", 1)[0]
+    for name in ("doorface.toml", "dashboard-card.yaml", "automation-spoof.yaml", "mosquitto.acl"):
+        assert (docs_dir() / name).read_text().strip() in section, f"README shows another {name} than the tested one"

@@ -75,7 +75,7 @@ def _set_code(cfg) -> int:
     from edge.mqtt.code import set_code
 
     s = _settings(cfg)
-    path = set_code(s.state_dir, _read_code())
+    path = set_code(s.code_file, _read_code())
     print(f"code stored as a PBKDF2 hash in {path} (the bridge reads it at the next command)")
     refusal = s.remote_open_refusal()
     if refusal:

@@ -252,6 +252,10 @@ class SeamServer(Sink):
             if peer in self.peers:
                 self.peers.remove(peer)
         try:
+            peer.conn.shutdown(socket.SHUT_RDWR)   # the peer sees the end now (its reader thread holds a file of it)
+        except OSError:
+            pass
+        try:
             peer.conn.close()
         except OSError:
             pass

@@ -29,7 +29,7 @@ from edge.mqtt import payloads as pl
 from edge.mqtt.code import CodeStore
 from edge.mqtt.commands import CommandGate, Incoming, RateLimit, Verdict
 from edge.mqtt.history import BATCH, AccessLogReader, BridgeState
-from edge.mqtt.link import WINDOW, Link
+from edge.mqtt.link import WINDOW, Link, require_paho
 from edge.mqtt.settings import MqttError, Settings
 
 log = logging.getLogger("doorface")
@@ -54,7 +54,7 @@ class Bridge:
         self.socket_path = Path(socket_path)
         self.reader = AccessLogReader(settings.door_state_dir)
         self.state = BridgeState(settings.state_dir, keep=2 * settings.command_max_age + 10)
-        self.gate = CommandGate(settings, CodeStore(settings.state_dir), self.state)
+        self.gate = CommandGate(settings, CodeStore(settings.code_file), self.state)
         self.limit = RateLimit()
         self.link: Optional[Link] = None
         self._cv = threading.Condition()
@@ -73,6 +73,7 @@ class Bridge:
         self._catchup = True
         self._gap_since: Optional[float] = None
         self._last_event: Optional[dict] = None
+        self._born = time.time()
         self._said: dict = {}
         self.stats = {"published": 0, "from_log": 0, "resent": 0, "skipped": 0, "commands": 0, "refused_acks": 0,
                       "connections": 0}
@@ -87,6 +88,7 @@ class Bridge:
             door.close()
 
     def run(self) -> int:
+        require_paho()                # missing: one line, before anything starts
         self.state.load()
         self._start_from()
         for target, name in ((self._door_loop, "mqtt-door"), (self._command_loop, "mqtt-commands")):
@@ -105,8 +107,10 @@ class Bridge:
         """Where publishing starts: the saved ``last_seq``; on a first start the access log's end (the history
         before the bridge existed is not replayed)."""
         if self.state.last_seq is None:
-            self.state.last_seq = self.reader.last_seq()
-            log.info("mqtt: first start: publishing decisions after seq %s", self.state.last_seq)
+            self._born = time.time()
+            self.state.last_seq = self.reader.last_before(self._born)
+            log.info("mqtt: first start: publishing the decisions taken from now on (after seq %s)",
+                     "?" if self.state.last_seq is None else self.state.last_seq)
         else:
             log.info("mqtt: publishing decisions after seq %d (saved in %s)", self.state.last_seq, self.state.path)
 
@@ -185,7 +189,7 @@ class Bridge:
         while not self._stop.is_set():
             try:
                 client = SeamClient(self.socket_path, timeout=None).connect()
-            except DoorfaceError as exc:
+            except (DoorfaceError, OSError, EOFError, ValueError) as exc:
                 self._say("door", f"mqtt: {exc}; retrying", logging.WARNING)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
@@ -211,8 +215,8 @@ class Bridge:
         with self._cv:
             self.door_up = up
             self._dirty.add("availability")
+            self._catchup = True          # the last records may not have come through: the access log has them
             if up:
-                self._catchup = True      # what happened while away is in the access log
                 if hello.get("relay"):
                     self.relay = hello["relay"]
                     self._dirty.add("lock")
@@ -240,6 +244,8 @@ class Bridge:
         """A decision from the socket (under the lock). The socket brings each record once, so a seq at or below
         ``last_seq`` means the door numbers from lower again (its access log was replaced): follow it."""
         last = self.state.last_seq
+        if last is None:              # a first start without the access log: from the bridge's start if it reads now
+            last = self.state.last_seq = self.sent = self.reader.last_before(self._born)
         if last is None or seq <= last:
             if last is not None:
                 log.warning("mqtt: the door numbers decisions from %d again, below the last published (%d): its "
@@ -273,7 +279,8 @@ class Bridge:
             payload = self._retained_payload(key)
             if payload is None:
                 continue
-            topic = pl.discovery(self.s)[0] if key == "discovery" else self.s.topic(key)
+            topic = pl.discovery(self.s)[0] if key == "discovery" else \
+                self.s.topic("lock/state" if key == "lock" else key)
             if not self._publish(link, topic, payload, retain=True):
                 with self._cv:
                     self._dirty.add(key)
@@ -404,8 +411,7 @@ class Bridge:
         with self._cv:
             if self.sent is not None and seq > self.sent:
                 self.sent = seq
-            if ev is None:
-                self._advance()
+            self._advance()           # (its ack may have come already; a decision that is no event is done)
         return True
 
     def _snapshot(self, link: Link, name: str) -> None:

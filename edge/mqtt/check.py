@@ -29,7 +29,7 @@ def _remote(s: Settings) -> str:
     refusal = s.remote_open_refusal()
     if refusal:
         return refusal
-    return "remote open on, code set" if CodeStore(s.state_dir).is_set() else \
+    return "remote open on, code set" if CodeStore(s.code_file).is_set() else \
         "remote open on but NO code set (doorface mqtt set-code): every command is refused"
 
 

@@ -1,6 +1,7 @@
-"""The remote-open code, kept only as a salted PBKDF2-HMAC-SHA256 hash in the bridge's state dir
-(``remote-code.json``, mode 0600) and checked on the door's side for every command: Home Assistant's ``code_format``
-only shapes its keypad, it never decides."""
+"""The remote-open code, kept only as a salted PBKDF2-HMAC-SHA256 hash (``[mqtt] code_file``; by default
+``remote-code.json`` in the bridge's state dir) and checked on the door's side for every command: Home Assistant's
+``code_format`` only shapes its keypad, it never decides. Written by root into ``/etc/doorface`` (root:doorface), the
+file is 0640 and the bridge, running as the door's user, can read it but never change it."""
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,6 @@ from typing import Optional
 
 from edge.mqtt.settings import MqttError
 
-FILENAME = "remote-code.json"
 #: PBKDF2 iterations (OWASP's 2023 figure for PBKDF2-HMAC-SHA256; about 0.14 s on a desktop core, ~1 s on a Pi 4).
 ITERATIONS = 600_000
 MIN_LENGTH, MAX_LENGTH = 6, 64
@@ -34,19 +34,24 @@ def check_new(code: str) -> str:
     return code
 
 
-def set_code(state_dir, code: str, iterations: int = ITERATIONS) -> Path:
-    """Store the hash of ``code`` (written to a temporary file, then renamed: never half a file)."""
+def set_code(path, code: str, iterations: int = ITERATIONS) -> Path:
+    """Store the hash of ``code`` in ``path`` (a temporary file, then renamed: never half a file). Mode 0600; when
+    root writes it into a folder of another group (``/etc/doorface``, root:doorface), 0640 and that group."""
     check_new(code)
-    folder = Path(state_dir)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     salt = os.urandom(16)
     rec = {"kdf": "pbkdf2-sha256", "iterations": iterations, "salt": salt.hex(),
            "hash": _derive(code, salt, iterations).hex(), "set": round(time.time())}
-    path = folder / FILENAME
-    tmp = folder / f".{FILENAME}.{os.getpid()}"
+    gid = path.parent.stat().st_gid
+    shared = os.geteuid() == 0 and gid != 0
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(rec, f)
+    if shared:
+        os.chown(tmp, 0, gid)
+        os.chmod(tmp, 0o640)
     os.replace(tmp, path)
     return path
 
@@ -55,8 +60,8 @@ class CodeStore:
     """The stored hash; :meth:`verify` compares in constant time. Reads the file at each check (``set-code`` takes
     effect without a restart); a missing or malformed file refuses every code."""
 
-    def __init__(self, state_dir):
-        self.path = Path(state_dir) / FILENAME
+    def __init__(self, path):
+        self.path = Path(path)
 
     def load(self) -> Optional[dict]:
         try:

@@ -57,6 +57,11 @@ class AccessLogReader:
         rows = self._query("SELECT COALESCE(MAX(id), 0) FROM events")
         return None if rows is None else int(rows[0][0])
 
+    def last_before(self, ts: float) -> Optional[int]:
+        """The seq of the newest decision taken before the wall-clock time ``ts`` (0: none); None: unreadable."""
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM events WHERE ts < ?", (float(ts),))
+        return None if rows is None else int(rows[0][0])
+
     def after(self, seq: int, limit: int = BATCH) -> Optional[List[dict]]:
         """Decisions with ``seq`` above ``seq``, oldest first, at most ``limit`` (as records: ``type`` decision)."""
         rows = self._query("SELECT id, ts, frame, identity, score, decision, reason FROM events WHERE id > ? "

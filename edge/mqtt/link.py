@@ -19,7 +19,7 @@ log = logging.getLogger("doorface")
 WINDOW = 50
 
 
-def _paho():
+def require_paho():
     try:
         from paho.mqtt import client as mqtt
         from paho.mqtt.packettypes import PacketTypes
@@ -53,7 +53,7 @@ class Link:
         self.drop_reason: Optional[str] = None
 
     def _client(self):
-        mqtt, _, _ = _paho()
+        mqtt, _, _ = require_paho()
         s = self.s
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5,
                         reconnect_on_failure=False)
@@ -130,8 +130,12 @@ class Link:
         return info.mid if info.rc == 0 else None
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
+        """MQTT 5 options: retain-as-published (a command published with the retain flag is seen as retained even
+        when it arrives live, and refused) and no-local (the bridge never hears its own messages)."""
         if self.up:
-            self.client.subscribe(topic, qos=qos)
+            from paho.mqtt.subscribeoptions import SubscribeOptions
+
+            self.client.subscribe(topic, options=SubscribeOptions(qos=qos, noLocal=True, retainAsPublished=True))
 
     def close(self, clean: bool = True) -> None:
         """End the connection and paho's thread. ``clean``: a DISCONNECT first (the broker then sends no last

@@ -16,6 +16,8 @@ from edge.errors import DoorfaceError
 DOOR_ID = re.compile(r"[a-z0-9_-]{1,32}")
 #: A topic level: no wildcards, no empty level, nothing Home Assistant or the broker reserve.
 TOPIC = re.compile(r"[^/#+$\x00-\x1f][^/#+\x00-\x1f]{0,63}(/[^/#+\x00-\x1f]{1,64}){0,7}")
+#: The code's hash file in the bridge's state dir unless ``code_file`` says where.
+CODE_FILE = "remote-code.json"
 #: Prefixes the bridge never publishes under (Frigate's own topics).
 FORBIDDEN = ("frigate",)
 
@@ -47,6 +49,7 @@ class Settings:
     require_face: bool
     state_dir: Path
     door_state_dir: Path
+    code_file: Path
 
     def topic(self, leaf: str) -> str:
         return f"{self.base}/{leaf}"
@@ -114,13 +117,15 @@ def from_config(cfg: dict, check_files: bool = True) -> Settings:
     if check_files:
         _check_files(m)
     state = cfg["state"]["dir"]
+    bridge_state = bridge_state_dir(m["state_dir"], state)
     return Settings(enabled=m["enabled"], host=m["host"].strip(), port=m["port"], tls=m["tls"], ca=m["ca"],
                     cert=m["cert"], key=m["key"], username=m["username"], password_file=m["password_file"],
                     client_id=m["client_id"] or f"doorface-{door}", door_id=door, base=base,
                     discovery_prefix=prefix, keepalive=m["keepalive"], snapshots=m["snapshots"],
                     remote_open=m["remote_open"], command_user=m["command_user"][:64] or "mqtt",
                     command_max_age=float(m["command_max_age"]), require_face=m["require_face"],
-                    state_dir=bridge_state_dir(m["state_dir"], state), door_state_dir=Path(state))
+                    state_dir=bridge_state, door_state_dir=Path(state),
+                    code_file=Path(m["code_file"]) if m["code_file"] else bridge_state / CODE_FILE)
 
 
 def read_password(path: str) -> str:
