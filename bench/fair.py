@@ -76,7 +76,7 @@ def embed_doorface(images, model, detector):
     for i, img in enumerate(images):
         f = largest(det.detect(img))
         if f is not None:
-            crop = emb.crop(img, f.landmarks)
+            crop = emb.crop(img, f)
             out[i], ok[i], tmpl[i] = emb.embed_crop(crop), True, template_embedding(emb.embed_crop, crop)
     return out, ok, tmpl
 
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
                 "engine": label, "metric": "cosine", "threshold": thr, "margin": margin, "own": own_fn(shipped),
                 "crowd": crowd_fn(shipped),
                 "rule": f"own threshold against the shipped cohort ({shipped.meta.get('name')}, "
-                        f"{shipped.meta['count']} faces; FAR {shipped.far:g}, k {shipped.k}), never below {base}"
+                        f"{shipped.meta['count']} faces; FAR {shipped.far:g}, normal tail z {shipped.z}), never below {base}"
                         f"{over}",
                 "lfw": o}
             if o is not None:

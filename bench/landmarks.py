@@ -10,8 +10,8 @@ On the sample photos and on LFW images ``i % 10 == 6`` (the converter's box-map 
 - **landmarks**: the port vs ``dlib.shape_predictor`` on dlib's HOG boxes (max over points, px);
 - **chip**: ``edge.vision.chip.face_chip`` vs ``dlib.get_face_chip`` on dlib's landmarks (mean and max absolute
   pixel difference) and the shipped dlib ResNet port's embedding of both (cosine);
-- **the door's crops vs dlib's chip** (cosine of the embeddings): today's crop (BlazeFace's 4 keypoints aligned to
-  the ``dlib150`` template, ``Embedder.crop``) and the crop this port would give (BlazeFace box -> box map -> the
+- **the door's crops vs dlib's chip** (cosine of the embeddings): the crop before 5-point landmarks (BlazeFace's 4 keypoints aligned to
+  the ``dlib150`` template) and the crop this port would give (BlazeFace box -> box map -> the
   port's 5 points -> dlib's chip), both against dlib's own chip (HOG box, dlib's points, ``get_face_chip``);
 - **time** per face on one thread: the port's ``predict`` (RGB and grey), dlib's, and ``face_chip``.
 
@@ -61,6 +61,7 @@ def cosine(a, b) -> float:
 def face_record(rgb, port, ref, emb, detector) -> dict:
     """Every figure for the one face HOG finds in ``rgb`` (None when HOG finds no single face)."""
     from convert.landmarks import iou
+    from edge.vision.align import model_input
     from edge.vision.chip import face_chip
 
     boxes = ref.boxes(rgb)
@@ -78,7 +79,7 @@ def face_record(rgb, port, ref, emb, detector) -> dict:
     faces = detector.detect(rgb)
     face = max(faces, key=lambda f: iou(f.box, boxes[0])) if faces else None
     if face is not None and iou(face.box, boxes[0]) >= 0.5:      # BlazeFace found the same face
-        rec["today_cos"] = cosine(emb.embed_crop(emb.crop(rgb, face.landmarks)), e_ref)
+        rec["today_cos"] = cosine(emb.embed_crop(model_input(rgb, face.landmarks, 150, "dlib150")), e_ref)
         rec["port_path_cos"] = cosine(emb.embed_crop(face_chip(rgb, port.predict_blazeface(rgb, face.box))), e_ref)
     return rec
 

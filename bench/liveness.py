@@ -179,7 +179,7 @@ def timing(model, embedder, det, rows, n: int = 60) -> dict:
         if len(faces) >= n:
             break
     crops = [model.crops(rgb, f) for rgb, f in faces]
-    chips = [embedder.crop(rgb, f.landmarks) for rgb, f in faces]
+    chips = [embedder.crop(rgb, f) for rgb, f in faces]
     for c, e in zip(crops[:5], chips[:5]):
         model.score_crops(c)
         embedder.embed_crop(e)

@@ -8,8 +8,8 @@ The protocol is ``bench.accuracy.open_set`` (half the people with 2+ images enro
 decisions), repeated over ``--seeds`` random enrolments; counts are summed over them. Every rule is the door's
 default (``[match] calibration = "cohort"``): each enrolled person's own threshold (:mod:`edge.people.cohort`) and, for
 ``neighbours`` > 0, the margin taken over the face's closest strangers too (:func:`edge.people.cohort.crowding`). The
-cohort is every LFW photo of people outside ``--folds`` (as the shipped cohort is every photo outside the reporting
-folds), labels unused. Enrolled photos are scored as the door stores them (the jittered template of
+cohort is the one shipped beside the model (``--cohort shipped``, the default: FairFace for the default model, no
+LFW person in it) or every LFW photo of people outside ``--folds`` (``--cohort lfw``), labels unused. Enrolled photos are scored as the door stores them (the jittered template of
 :mod:`edge.vision.jitter`), the faces at the door as they come. The chosen rule is the loosest (fewest enrolled rejects)
 letting in at most ``--max-far`` of strangers' photos. Record it in the sidecar with ``python -m convert.decision
 MODEL --far-target F --min-margin M --stranger-neighbours K --note ...``.
@@ -95,6 +95,9 @@ def main(argv=None) -> int:
                                        "households, e.g. 1e-5,0.03,0 (the default model's rule before strangers)")
     ap.add_argument("--no-jitter", action="store_true",
                     help="score enrolled photos by their plain embedding, as the door did before edge.vision.jitter")
+    ap.add_argument("--cohort", default="shipped", choices=("shipped", "lfw"),
+                    help="the cohort of the per-person thresholds and the margin's strangers: the one shipped beside "
+                         "the model (as the door uses it), or every LFW photo of people outside --folds")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     from bench.common import progress
@@ -103,15 +106,17 @@ def main(argv=None) -> int:
 
     emb, ok, persons, cohort, tmpl = A.folds_and_cohort(args, progress("embed"), templates=not args.no_jitter)
     tmpl = emb if args.no_jitter else tmpl
+    if args.cohort == "shipped":
+        cohort = co.load(co.shipped_path(args.model)).embeddings
     e, t = A.l2_normalise(emb), A.l2_normalise(tmpl)
     sim = A.door_similarity(emb, tmpl, ok)     # enrolled photos as the door stores them (edge.vision.jitter)
     meta = read_sidecar(args.model)
     thresholds = {far: meta["thresholds"][f"far_{far}"] for far in FARS if f"far_{far}" in meta["thresholds"]}
     crowds = {k: (co.crowding(e, cohort, k) if k else None) for k in NEIGHBOURS}
-    own = lambda idx: co.calibrate(t[idx], cohort)   # noqa: E731 (the door's k and FAR: edge.people.cohort)
+    own = lambda idx: co.calibrate(t[idx], cohort)   # noqa: E731 (the door's estimator: edge.people.cohort)
     rows = sweep(sim, persons, thresholds, own, crowds, seeds=args.seeds, progress=progress("rules"))
     print(f"{len(persons)} images of {len(set(persons))} people (folds {args.folds}), {int(ok.sum())} faces found; "
-          f"cohort: {len(cohort)} photos of people outside these folds; {args.seeds} enrolments; every rule with "
+          f"cohort: {len(cohort)} faces ({args.cohort}); {args.seeds} enrolments; every rule with "
           f"per-person thresholds")
     print(f"{'FAR':>5} {'threshold':>9} {'strangers':>9} {'margin':>6} {'stranger accept':>22} "
           f"{'enrolled reject':>15}")

@@ -37,7 +37,8 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from convert.dlib import DlibFormatError, Reader, dlib_model_paths
-from edge.vision.landmarks import FORMAT, FORMAT_VERSION, PARTS, ShapePredictor, hog_box
+from edge.errors import ModelError
+from edge.vision.landmarks import FORMAT, FORMAT_VERSION, PARTS, ShapePredictor, box_features, fitted_box, hog_box
 
 NAME = "doorface-landmarks5"
 DAT = "shape_predictor_5_face_landmarks.dat"
@@ -245,7 +246,8 @@ def iou(a, b) -> float:
 
 
 def matched_face(rgb: np.ndarray, ref: DlibRef, detector, min_iou: float = 0.5):
-    """``(blazeface_box, hog_box)`` when HOG finds exactly one face and BlazeFace finds it too, else None."""
+    """``(blazeface_box, hog_box, blazeface_keypoints)`` when HOG finds exactly one face and BlazeFace finds it
+    too, else None."""
     hog = ref.boxes(rgb)
     if len(hog) != 1:
         return None
@@ -253,7 +255,9 @@ def matched_face(rgb: np.ndarray, ref: DlibRef, detector, min_iou: float = 0.5):
     if not faces:
         return None
     best = max(faces, key=lambda f: iou(f.box, hog[0]))
-    return (tuple(float(v) for v in best.box), hog[0]) if iou(best.box, hog[0]) >= min_iou else None
+    if iou(best.box, hog[0]) < min_iou:
+        return None
+    return tuple(float(v) for v in best.box), hog[0], np.asarray(best.landmarks, np.float64)
 
 
 def box_ratios(bf, hog) -> np.ndarray:
@@ -266,7 +270,7 @@ def box_ratios(bf, hog) -> np.ndarray:
 
 def fit_box_map(pairs: List[tuple]) -> Tuple[dict, dict]:
     """The median map and its interquartile ranges over ``(blazeface_box, hog_box)`` pairs."""
-    r = np.array([box_ratios(bf, hog) for bf, hog in pairs])
+    r = np.array([box_ratios(p[0], p[1]) for p in pairs])
     med = np.median(r, 0)
     q1, q3 = np.percentile(r, [25, 75], axis=0)
     keys = ("dx", "dy", "sw", "sh")
@@ -274,19 +278,36 @@ def fit_box_map(pairs: List[tuple]) -> Tuple[dict, dict]:
             {k: round(float(v), 4) for k, v in zip(keys, q3 - q1)})
 
 
-def box_map_error(port: ShapePredictor, ref: DlibRef, evals: List[tuple], box_map: dict) -> dict:
-    """Port on the mapped BlazeFace box vs dlib on the HOG box (px and per interocular distance), and the same
-    with the raw BlazeFace box for comparison."""
-    rows = {"mapped": [], "raw": [], "io": []}
-    for rgb, bf, hog in evals:
+def fit_box_fit(faces: List[tuple]) -> Tuple[list, dict]:
+    """The least-squares 9 x 4 map from :func:`edge.vision.landmarks.box_features` (BlazeFace's box and keypoints)
+    to :func:`box_ratios` (BlazeFace box -> HOG box) over ``(blazeface_box, hog_box, keypoints)`` faces, and its
+    mean absolute residual per ratio."""
+    x = np.array([box_features(bf, kp) for bf, _, kp in faces])
+    y = np.array([box_ratios(bf, hog) for bf, hog, _ in faces])
+    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = np.abs(x @ w - y).mean(0)
+    return ([[round(float(v), 6) for v in row] for row in w],
+            {k: round(float(v), 4) for k, v in zip(("dx", "dy", "sw", "sh"), resid)})
+
+
+def box_map_error(port: ShapePredictor, ref: DlibRef, evals: List[tuple], box_map: dict, box_fit=None) -> dict:
+    """Port on the fitted and on the mapped BlazeFace box vs dlib on the HOG box (px and per interocular
+    distance), and the same with the raw BlazeFace box for comparison."""
+    rows = {"fitted": [], "mapped": [], "raw": [], "io": []}
+    for rgb, bf, hog, kp in evals:
         want = ref.shape(rgb, hog)
         rows["io"].append(interocular(want))
-        for kind, box in (("mapped", hog_box(bf, box_map)), ("raw", bf)):
+        boxes = [("mapped", hog_box(bf, box_map)), ("raw", bf)]
+        if box_fit is not None:
+            boxes.append(("fitted", fitted_box(bf, kp, box_fit)))
+        for kind, box in boxes:
             d = np.linalg.norm(port.predict(rgb, box) - want, axis=1)
             rows[kind].append((d.max(), d.mean()))
     io_d = np.array(rows["io"])
     out = {"faces": len(evals), "interocular_px_median": round(float(np.median(io_d)), 2)}
-    for kind in ("mapped", "raw"):
+    for kind in ("fitted", "mapped", "raw"):
+        if not rows[kind]:
+            continue
         a = np.array(rows[kind])
         out[kind] = {"mean_px": round(float(a[:, 1].mean()), 3),
                      "max_point_px_median": round(float(np.median(a[:, 0])), 3),
@@ -299,23 +320,31 @@ def box_map_error(port: ShapePredictor, ref: DlibRef, evals: List[tuple], box_ma
 # --------------------------------------------------------------------------------------------------------------
 # The run
 
-def lfw_pass(archive, port: ShapePredictor, ref: DlibRef, detector, counts: dict, progress: bool = True) -> dict:
-    """One pass over the LFW archive: images ``i % 10 == 0`` for parity, ``3`` for fitting the box map, ``6`` for
-    measuring it (each up to ``counts[...]``); returns their records."""
+#: LFW image indices ``i % 10`` the box maps are fitted on (people of the reporting folds excluded), and measured on.
+FIT_RESIDUES = (1, 2, 3, 4, 5)
+EVAL_RESIDUE = 6
+
+
+def lfw_pass(archive, port: ShapePredictor, ref: DlibRef, detector, counts: dict, progress: bool = True,
+             exclude=frozenset()) -> dict:
+    """One pass over the LFW archive: images ``i % 10 == 0`` for parity, :data:`FIT_RESIDUES` for fitting the box
+    maps (never of a person in ``exclude``: the people the reported figures are measured on), ``6`` for measuring
+    them (each up to ``counts[...]``); returns their records."""
     out = {"parity": [], "fit": [], "eval": [], "parity_images": 0}
 
     def keep(i):
         return (i % 10 == 0 and out["parity_images"] < counts["parity"]) or \
-            (i % 10 == 3 and len(out["fit"]) < counts["fit"]) or (i % 10 == 6 and len(out["eval"]) < counts["eval"])
+            (i % 10 in FIT_RESIDUES and len(out["fit"]) < counts["fit"]) or \
+            (i % 10 == EVAL_RESIDUE and len(out["eval"]) < counts["eval"])
 
     for i, name, rgb in lfw_images(archive, keep):
         if i % 10 == 0:
             out["parity"] += parity_faces(port, ref, [(name, rgb)])
             out["parity_images"] += 1
-        else:
+        elif i % 10 == EVAL_RESIDUE or Path(name).parent.name not in exclude:
             m = matched_face(rgb, ref, detector)
             if m is not None:
-                out["fit" if i % 10 == 3 else "eval"].append(m if i % 10 == 3 else (rgb, *m))
+                out["eval" if i % 10 == EVAL_RESIDUE else "fit"].append((rgb, *m) if i % 10 == EVAL_RESIDUE else m)
         if progress and i % 500 == 0:
             print(f"  LFW image {i}: parity {out['parity_images']}, fit {len(out['fit'])}, eval {len(out['eval'])}",
                   file=sys.stderr)
@@ -377,7 +406,12 @@ def run(args) -> int:
     print(f"parity on the sample photos: {parity_summary(faces)}", file=sys.stderr)
     det = BlazeFaceDetector(args.detector, num_threads=args.threads)
     counts = {"parity": args.parity_count, "fit": args.fit_count, "eval": args.eval_count}
-    lfw = lfw_pass(args.lfw, port, ref, det, counts)
+    exclude = set()
+    if args.exclude_folds and Path(args.pairs).is_file():
+        from train.data import fold_pairs
+
+        exclude = set(fold_pairs(args.pairs, args.exclude_folds)[1])
+    lfw = lfw_pass(args.lfw, port, ref, det, counts, exclude=exclude)
     summary = {"samples": parity_summary(faces), "lfw": parity_summary(lfw["parity"]) if lfw["parity"] else None}
     every = faces + lfw["parity"]
     total = parity_summary(every)
@@ -389,9 +423,12 @@ def run(args) -> int:
               f"{GATE_PX} px, at least {MIN_PARITY_FACES} faces); worst: {worst}; nothing written", file=sys.stderr)
         return 1
     box_map, iqr = fit_box_map(lfw["fit"])
-    err = box_map_error(port, ref, lfw["eval"], box_map)
-    print(f"box map {box_map} (IQR {iqr}) from {len(lfw['fit'])} faces; on {err['faces']} other faces: {err}",
-          file=sys.stderr)
+    box_fit, resid = fit_box_fit(lfw["fit"])
+    err = box_map_error(port, ref, lfw["eval"], box_map, box_fit)
+    print(f"box map {box_map} (IQR {iqr}), box fit residuals {resid}, from {len(lfw['fit'])} faces; on "
+          f"{err['faces']} other faces: {err}", file=sys.stderr)
+    fit_data = (f"{Path(args.lfw).name}, images i % 10 in {FIT_RESIDUES}" +
+                (f", people of {Path(args.pairs).name} folds {args.exclude_folds} left out" if exclude else ""))
     ms = ms_per_face(port, (samples[0][1], ref.boxes(samples[0][1])[0]))
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -403,11 +440,16 @@ def run(args) -> int:
                   "feature_points_per_stage": int(arrays["anchors"].shape[1]),
                   "intensity": "grey as given; RGB as (r + g + b) // 3 (dlib's rgb_pixel intensity)"},
         "box_map": box_map,
-        "box_map_fit": {"faces": len(lfw["fit"]), "iqr": iqr, "data": f"{Path(args.lfw).name}, images i % 10 == 3",
+        "box_fit": box_fit,
+        "box_fit_fit": {"faces": len(lfw["fit"]), "mean_abs_residual": resid, "data": fit_data,
+                        "rule": "least squares from BlazeFace's 4 keypoints (relative to its box's centre, in box "
+                                "widths, and 1: edge.vision.landmarks.box_features) to (dx, dy, sw, sh) of dlib's HOG "
+                                "box (upsampled once), where both find the one face (IoU >= 0.5)"},
+        "box_map_fit": {"faces": len(lfw["fit"]), "iqr": iqr, "data": fit_data,
                         "rule": "median (dx, dy, sw, sh) from BlazeFace's box to dlib's HOG box (upsampled once) "
                                 "where both find the one face (IoU >= 0.5)"},
         "box_map_error": {**err, "data": f"{Path(args.lfw).name}, images i % 10 == 6",
-                          "measure": "port on the mapped (or raw) BlazeFace box vs dlib on the HOG box"},
+                          "measure": "port on the fitted, mapped or raw BlazeFace box vs dlib on the HOG box"},
         "parity": {**summary, "reference": "dlib.shape_predictor on dlib.get_frontal_face_detector() boxes "
                    "(upsample 1); samples = face_recognition 1.3.0's test photos, LFW images i % 10 == 0"},
         "ms_per_face_1thread": round(ms, 3),
@@ -419,6 +461,28 @@ def run(args) -> int:
     return 0
 
 
+def attach(model: str, landmarks: str) -> Path:
+    """Make ``model``'s alignment dlib's own (``input.template = dlib-chip``) with the landmark model at
+    ``landmarks`` (which must sit beside it): the embedder's sidecar records the landmark file and its sha256, and is
+    sealed again. The model's thresholds were measured with its old alignment: measure them again
+    (``python -m convert.thresholds``, then ``python -m bench.operating``)."""
+    from edge.vision.embedder import CHIP_TEMPLATE
+    from edge.vision.sidecar import read_sidecar, write_sidecar
+
+    meta = read_sidecar(model)
+    lm = ShapePredictor.load(landmarks)
+    if Path(landmarks).resolve().parent != Path(model).resolve().parent:
+        raise OSError(f"{landmarks} must be in the same folder as {model}")
+    keep = {k: v for k, v in meta.items() if k != "content_sha256"}
+    keep["input"] = {**meta["input"], "template": CHIP_TEMPLATE,
+                     "landmarks": {"file": Path(landmarks).name, "sha256": lm.meta["sha256"]},
+                     "alignment": "dlib's: the 5-point landmark model (edge.vision.landmarks, started from the box "
+                                  "fitted from BlazeFace's box and keypoints), then dlib's face chip, size 150, "
+                                  "padding 0.25 (edge.vision.chip, sampled with OpenCV)"}
+    keep["source"] = {**meta["source"], "template": CHIP_TEMPLATE}
+    return write_sidecar(model, keep)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m convert.landmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="models", help="folder for doorface-landmarks5.npz + .json")
@@ -427,10 +491,21 @@ def main(argv=None) -> int:
     ap.add_argument("--lfw", default="../shared/data/lfw/lfw-deepfunneled-train.tgz")
     ap.add_argument("--detector", default="models/face_detection_short_range.tflite")
     ap.add_argument("--parity-count", type=int, default=200, help="LFW images for the parity gate")
-    ap.add_argument("--fit-count", type=int, default=400, help="LFW faces to fit the box map on")
+    ap.add_argument("--fit-count", type=int, default=2000, help="LFW faces to fit the box maps on")
+    ap.add_argument("--pairs", default="../shared/data/lfw/pairs-dev.txt")
+    ap.add_argument("--exclude-folds", default="1,2", help="people of these pairs folds are never fitted on")
     ap.add_argument("--eval-count", type=int, default=200, help="other LFW faces to measure it on")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--attach-to", metavar="MODEL", help="only make MODEL's alignment this landmark model (--out's "
+                                                          "doorface-landmarks5.npz): see attach()")
     args = ap.parse_args(argv)
+    if args.attach_to:
+        try:
+            print(f"wrote {attach(args.attach_to, str(Path(args.out) / 'doorface-landmarks5.npz'))}")
+            return 0
+        except (OSError, ModelError) as exc:
+            print(f"convert.landmarks: {exc}", file=sys.stderr)
+            return 1
     if not Path(args.lfw).is_file():
         print(f"convert.landmarks: {args.lfw} not found (LFW, for the parity gate and the box map)", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ def door_embeddings(images, model, detector, threads: int = 2, progress=None, te
     for i, img in enumerate(progress(images) if progress else images):
         f = pick_central(det.detect(img), img.shape)
         if f is not None:
-            crop = emb.crop(img, f.landmarks)
+            crop = emb.crop(img, f)
             out[i] = emb.embed_crop(crop)
             ok[i] = True
             if want is not None and want[i]:

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import door_config
+from conftest import ROOT, door_config
+from edge.vision.sidecar import read_sidecar
 from edge.people import cohort as co
 from edge.door.decision import DecisionPolicy, Observation, PolicyConfig, passes
 from edge.errors import GalleryError
@@ -30,16 +31,18 @@ def test_a_crowded_neighbourhood_gets_a_stricter_threshold():
     cohort = np.concatenate([_cloud(rng, a, 0.15, 400), _cloud(rng, b, 0.6, 400)])   # many look like a
     ta, tb = co.calibrate(a[None], cohort), co.calibrate(b[None], cohort)
     assert ta > tb
-    # The threshold lies past the cohort's own k-th best score: extrapolated to FAR 1e-4 < k / N.
-    sa = np.sort(cohort @ a)[::-1]
-    assert ta > sa[co.TAIL_K]
+    # The threshold is the mean + z sd of the person's scores against the cohort, past almost all of them.
+    sa = cohort @ a
+    sb = (cohort @ b).astype(np.float64)
+    assert tb == pytest.approx(min(sb.mean() + co.TAIL_Z * sb.std(), 1.0), abs=1e-5)
+    assert (sa >= ta).mean() <= 0.01 and (sb >= tb).mean() <= 0.01
     # Calibrated for 1e-4: new strangers from the same population pass it about that rarely (here: never in 20k).
     fresh = np.concatenate([_cloud(rng, a, 0.15, 10000), _cloud(rng, b, 0.6, 10000)])
     assert (fresh @ a >= ta).mean() <= 5e-4
     # A person's score against a stranger is their best template: more templates, never a looser threshold.
     assert co.calibrate(np.stack([a, b]), cohort) >= ta
     with pytest.raises(co.CohortError, match="too small"):
-        co.calibrate(a[None], cohort[:co.TAIL_K])
+        co.calibrate(a[None], cohort[:co.MIN_COHORT - 1])
 
 
 def test_the_decision_uses_the_stricter_of_global_and_own_threshold():
@@ -58,7 +61,7 @@ def test_cohort_file_round_trip_and_refusals(tmp_path):
     e = _unit(rng.normal(size=(100, 16)))
     c = co.save(tmp_path / "c.npz", e, {"source": "test", "model_sha256": "m1"})
     back = co.load(tmp_path / "c.npz", "m1")
-    assert back.sha256 == c.sha256 and back.meta["count"] == 100 and back.k == co.TAIL_K
+    assert back.sha256 == c.sha256 and back.meta["count"] == 100 and back.z == co.TAIL_Z
     assert back.meta["format_version"] == co.FORMAT_VERSION == 2 and back.meta == c.meta      # sealed as written
     assert back.meta["content_sha256"] == co.content_digest({k: v for k, v in back.meta.items()
                                                              if k != "content_sha256"})
@@ -299,8 +302,13 @@ def test_the_shipped_cohorts_belong_to_their_models(each_model):
         pytest.skip(f"{path} missing")
     c = co.load(path, read_sidecar(each_model)["sha256"])      # seal, digest and model sha256 verified
     assert c.meta["format_version"] == co.FORMAT_VERSION and c.meta["content_sha256"]
-    assert (c.k, c.far) == (co.TAIL_K, co.TARGET_FAR) == (c.meta["k"], c.meta["far"])
-    assert c.meta["count"] > 4000 and c.meta["genuine_quantiles"] and "Labeled Faces in the Wild" in c.meta["source"]
+    assert (c.z, c.far, co.ESTIMATOR) == (co.TAIL_Z, co.TARGET_FAR, c.meta["estimator"]) == \
+        (c.meta["z"], c.meta["far"], c.meta["estimator"])
+    assert c.meta["genuine_quantiles"]
+    if "FairFace" in c.meta["source"]:          # the default model's: the 539 FairFace faces, attributed
+        assert c.meta["count"] == 539 and "CC BY 4.0" in c.meta["licence"]
+    else:
+        assert c.meta["count"] > 4000 and "Labeled Faces in the Wild" in c.meta["source"]
 
 
 def test_crowding_is_the_mean_similarity_to_the_closest_strangers():
@@ -534,8 +542,10 @@ def test_an_edited_cohort_cannot_lower_a_persons_threshold(tmp_path, samples, sh
     first = own()
     assert first is not None
     for edit, needle in (({"far": 1e-3}, "does not match its seal"),
-                         ({"far": 1e-3, "reseal": True}, "records calibration k=20, far=0.001"),
-                         ({"k": 5, "reseal": True}, "records calibration k=5"),
+                         ({"far": 1e-3, "reseal": True}, "records calibration estimator='normal-tail', z=3.38, "
+                                                         "far=0.001"),
+                         ({"k": 20, "reseal": True}, "k=20"),
+                         ({"z": 2.0, "reseal": True}, "z=2.0"),
                          ({"format_version": 1, "drop": ("content_sha256",)}, "format version 1, which is not sealed"),
                          ({"genuine_quantiles": [0.0] * 101}, "does not match its seal")):
         cohort.write_bytes(original)
@@ -550,11 +560,12 @@ def test_an_edited_cohort_cannot_lower_a_persons_threshold(tmp_path, samples, sh
     assert own() == pytest.approx(first)
 
 
-def test_k_and_far_are_the_codes_not_the_files(tmp_path):
+def test_estimator_z_and_far_are_the_codes_not_the_files(tmp_path):
     rng = np.random.default_rng(12)
-    c = co.make(_unit(rng.normal(size=(60, 8))), {"k": 3, "far": 0.5, "model_sha256": "m"})   # asked for: ignored
-    assert (c.meta["k"], c.meta["far"], c.k, c.far) == (co.TAIL_K, co.TARGET_FAR, co.TAIL_K, co.TARGET_FAR)
-    odd = co.Cohort(c.embeddings, {**c.meta, "far": 0.5, "k": 3})      # an in-memory cohort cannot say otherwise
+    c = co.make(_unit(rng.normal(size=(60, 8))), {"k": 3, "z": 1.0, "far": 0.5, "model_sha256": "m"})   # ignored
+    assert (c.meta["z"], c.meta["far"], c.z, c.far) == (co.TAIL_Z, co.TARGET_FAR, co.TAIL_Z, co.TARGET_FAR)
+    assert "k" not in c.meta and c.meta["estimator"] == co.ESTIMATOR
+    odd = co.Cohort(c.embeddings, {**c.meta, "far": 0.5, "z": 1.0})    # an in-memory cohort cannot say otherwise
     assert odd.threshold(c.embeddings[:1]) == c.threshold(c.embeddings[:1])
 
 
@@ -577,3 +588,33 @@ def test_reseal_keeps_the_embeddings_and_refuses_an_edited_file(tmp_path):
     _rewrite(path, format_version=1, drop=("content_sha256",), far=1e-3)
     with pytest.raises(co.CohortError, match="records calibration"):
         co.reseal(path)
+
+
+def test_shipped_fairface_cohort_is_attributed_image_by_image():
+    """The default model's cohort holds embeddings of FairFace images (CC BY 4.0): its attribution file names every
+    image, its sha256, its link at a pinned commit and the licence, row by row; the cohort's meta pins the file."""
+    import csv
+    import hashlib
+
+    from convert.cohort import ATTRIBUTION_FIELDS, FAIRFACE_COMMIT, attribution_path
+
+    model = ROOT / "models" / "doorface-dlib-int8.tflite"
+    c = co.load(co.shipped_path(model), read_sidecar(model)["sha256"])
+    att = attribution_path(co.shipped_path(model))
+    assert c.meta["attribution_file"] == att.name
+    data = att.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == c.meta["attribution_sha256"]
+    rows = list(csv.DictReader(data.decode().splitlines()))
+    assert tuple(rows[0]) == ATTRIBUTION_FIELDS and len(rows) == c.meta["count"] == len(c.embeddings)
+    assert [int(r["row"]) for r in rows] == list(range(len(rows)))
+    assert len({r["file"] for r in rows}) == len(rows) == len({r["sha256"] for r in rows})
+    for r in rows:
+        assert r["licence"] == "CC BY 4.0" and r["licence_url"] == "https://creativecommons.org/licenses/by/4.0/"
+        assert r["link"].endswith("/fairface/" + r["file"]) and FAIRFACE_COMMIT in r["link"]
+        assert len(r["sha256"]) == 64 and r["file"].startswith("fairface_") and "FairFace" in r["dataset"]
+    assert len(rows) + len(c.meta["skipped_files"]) == c.meta["images"] == 540
+    # embeddings only: no face image ships
+    assert not [p for p in (ROOT / "models").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+                and p.name.startswith("fairface")]
+    readme = (ROOT / "models" / "README.md").read_text() + (ROOT / "README.md").read_text()
+    assert "FairFace" in readme and "CC BY 4.0" in readme and att.name in readme

@@ -120,6 +120,64 @@ def test_the_shipped_box_map_is_the_sidecars(port, landmarks_model, sample_faces
     assert meta["box_map_error"]["mapped"]["mean_per_interocular"] < 0.05
 
 
+def test_fitted_box_reads_the_keypoints(port, landmarks_model, sample_faces):
+    """The fitted start box: 9 features (BlazeFace's 4 keypoints around its box centre, in box widths, and 1) times
+    the sidecar's 9 x 4 map give (dx, dy, sw, sh), read as the median map is; a face turned or tilted moves it."""
+    from edge.vision.faces import Face
+    from edge.vision.landmarks import box_features, fitted_box
+
+    kp = np.array([[130, 140], [170, 140], [150, 165], [150, 190]], np.float64)
+    f = box_features((100, 100, 200, 220), kp)
+    assert f.shape == (9,) and f[-1] == 1 and f[:2] == pytest.approx([-0.2, -0.2])
+    only_bias = np.zeros((9, 4))
+    only_bias[8] = (0.1, -0.05, 1.2, 0.9)                     # the median map, written as a fit
+    assert fitted_box((100, 100, 200, 220), kp, only_bias) == pytest.approx((100, 100, 220, 208))
+    meta = json.loads(landmarks_model.with_suffix(".json").read_text())
+    fit = np.asarray(meta["box_fit"])
+    assert fit.shape == (9, 4) and port.meta["box_fit"] == meta["box_fit"]
+    assert fitted_box((100, 100, 200, 220), kp, fit) != fitted_box((100, 100, 200, 220), kp + (8, 0), fit)
+    err = meta["box_map_error"]
+    assert err["fitted"]["mean_per_interocular"] < err["mapped"]["mean_per_interocular"] < 0.05
+    assert "folds 1,2 left out" in meta["box_fit_fit"]["data"]
+    _, rgb, _, _ = sample_faces[0]
+    face = Face((100.0, 100.0, 200.0, 220.0), kp.astype(np.float32), 0.9)
+    assert (port.predict_face(rgb, face) == port.predict(rgb, fitted_box(face.box, kp, fit))).all()
+
+
+def test_the_ports_crop_is_dlibs_chip_from_the_landmark_model(port, port_model, samples, detector_path):
+    """The default model's sidecar names dlib's alignment: its crop is dlib's chip around the 5 points the landmark
+    model places, started from the fitted box of BlazeFace's face."""
+    from conftest import rgb
+    from edge.vision.detector import BlazeFaceDetector
+    from edge.vision.embedder import Embedder
+
+    emb = Embedder(port_model).load()
+    assert emb.template == "dlib-chip" and emb.shape_predictor is not None
+    img = rgb(samples / "obama.jpg")
+    face = BlazeFaceDetector(detector_path).detect(img)[0]
+    want = face_chip(img, port.predict_face(img, face), 150, 0.25, exact=False)
+    assert (emb.crop(img, face) == want).all() and want.shape == (150, 150, 3)
+
+
+def test_the_embedder_refuses_a_landmark_model_it_was_not_measured_with(tmp_path, port_model, landmarks_model):
+    from edge.vision.embedder import Embedder
+    from edge.vision.sidecar import read_sidecar, write_sidecar
+
+    model = copy_with_sidecar(port_model, tmp_path)
+    with pytest.raises(ModelError, match="landmark model not found"):      # the landmark model is not beside it
+        Embedder(model).load()
+    copy_with_sidecar(landmarks_model, tmp_path)
+    assert Embedder(model).load().shape_predictor is not None
+    meta = read_sidecar(model)
+    write_sidecar(model, {**meta, "input": {**meta["input"], "landmarks": {**meta["input"]["landmarks"],
+                                                                           "sha256": "0" * 64}}})
+    with pytest.raises(ModelError, match="another landmark model"):
+        Embedder(model).load()
+    write_sidecar(model, {**meta, "input": {k: v for k, v in meta["input"].items() if k != "landmarks"}})
+    with pytest.raises(ModelError, match="needs input.landmarks"):
+        Embedder(model).load()
+
+
 # -- the chip -------------------------------------------------------------------------------------------------------
 
 def _dlib_shape(dlib_ref, points, box=(0, 0, 100, 100)):

@@ -220,7 +220,7 @@ def test_daemon_denies_a_photo_as_spoof_logs_it_and_locks_out(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     with gal.Gallery(state / gal.FILENAME).open(create=True) as g:
-        crop = emb.crop(face, FakeDetector().detect(face)[0].landmarks)
+        crop = emb.crop(face, FakeDetector().detect(face)[0])
         g.add_templates("ann", [crop], [emb.embed_crop(crop)], emb.sha256, ["test"])
     cfg = config.load(None, {"state.dir": str(state), "decision.lockout_attempts": 2})
     frames = [face] * 4 + [np.zeros_like(face)] * 20 + [face] * 4

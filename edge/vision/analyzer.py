@@ -48,7 +48,7 @@ class FaceAnalyzer:
         return sorted(faces, key=lambda f: -f.area)
 
     def describe(self, rgb: np.ndarray, face: Face, gate: bool = True) -> FaceResult:
-        crop = self.embedder.crop(rgb, face.landmarks)
+        crop = self.embedder.crop(rgb, face)
         reason = check(face, crop, self.quality) if gate else None
         if reason:
             return FaceResult(face, crop, reason)

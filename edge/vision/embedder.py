@@ -1,14 +1,21 @@
 """Face embeddings with the TFLite model named in config, fed as its sidecar says."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from edge.vision.align import DEFAULT_TEMPLATE, get_template, model_input
+from edge.vision.chip import CHIP_PADDING, face_chip
+from edge.vision.faces import Face
 from edge.errors import ModelError
 from edge.vision.runtime import load_interpreter
 from edge.vision.sidecar import read_sidecar
+
+
+#: dlib's own alignment: the 5-point landmark model + dlib's face chip (see :class:`Embedder`).
+CHIP_TEMPLATE = "dlib-chip"
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -20,7 +27,10 @@ class Embedder:
     """Raw aligned RGB crops in, L2-normalised float32 embeddings out. Loads the model on first use.
 
     The sidecar is verified (sha256) before the interpreter is created; it names the alignment template the model
-    was made for (``input.template``; models from before templates were named are ``arcface112``).
+    was made for (``input.template``; models from before templates were named are ``arcface112``). The template
+    ``dlib-chip`` is dlib's own alignment: the 5-point landmark model the sidecar names (``input.landmarks``: its
+    file beside the model and its sha256, both checked) places dlib's 5 points, and the crop is dlib's face chip
+    (:mod:`edge.vision.chip`, sampled with OpenCV). Other templates align BlazeFace's 4 keypoints.
     """
 
     def __init__(self, model_path: str, num_threads: int = 2, runtime: Optional[list] = None, verify: bool = True,
@@ -30,6 +40,7 @@ class Embedder:
         self.num_threads = int(num_threads)
         self.runtime = runtime
         self.template = template
+        self.shape_predictor = None
         self.meta = None
         self.backend = None
         self._interp = None
@@ -52,11 +63,30 @@ class Embedder:
             self.dim = int(self._out["shape"][-1])
             if self.template is None:
                 self.template = self.meta.get("input", {}).get("template", DEFAULT_TEMPLATE)
+            self._load_alignment()
+        return self
+
+    def _load_alignment(self) -> None:
+        """Check the template; for ``dlib-chip``, load the landmark model the sidecar names and check its sha256."""
+        if self.template != CHIP_TEMPLATE:
             try:
                 get_template(self.template)
             except ValueError as exc:
                 raise ModelError(f"{self.model_path}: {exc}") from None
-        return self
+            return
+        from edge.vision.landmarks import ShapePredictor
+
+        ref = self.meta.get("input", {}).get("landmarks") or {}
+        if not ref.get("file") or not ref.get("sha256"):
+            raise ModelError(f"{self.model_path}: template {CHIP_TEMPLATE} needs input.landmarks (file, sha256) in "
+                             "its sidecar")
+        path = Path(self.model_path).parent / Path(ref["file"]).name
+        predictor = ShapePredictor.load(path, verify=self.verify)
+        if self.verify and predictor.meta.get("sha256") != ref["sha256"]:
+            raise ModelError(f"{path}: another landmark model than the one {Path(self.model_path).name} was "
+                             f"measured with (sha256 {str(predictor.meta.get('sha256'))[:12]}..., expected "
+                             f"{ref['sha256'][:12]}...)")
+        self.shape_predictor = predictor
 
     @property
     def sha256(self) -> str:
@@ -93,10 +123,14 @@ class Embedder:
         out = [self.embed_crop(c) for c in crops]
         return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
-    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        """The model-input crop of a face (align to the model's template, resize to the model's size)."""
+    def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        """The model-input crop of a detected face: dlib's chip from the 5 landmarks of the face in its box
+        (template ``dlib-chip``), else BlazeFace's keypoints aligned to the model's template and resized."""
         self.load()
-        return model_input(rgb, landmarks, self.input_size, self.template)
+        if self.shape_predictor is not None:
+            points = self.shape_predictor.predict_face(rgb, face)
+            return face_chip(rgb, points, self.input_size, CHIP_PADDING, exact=False)
+        return model_input(rgb, face.landmarks, self.input_size, self.template)
 
 
 class FakeEmbedder:
@@ -134,5 +168,5 @@ class FakeEmbedder:
         out = [self.embed_crop(c) for c in crops]
         return np.stack(out) if out else np.zeros((0, self.dim), np.float32)
 
-    def crop(self, rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        return model_input(rgb, landmarks, self.input_size, self.template)
+    def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
+        return model_input(rgb, face.landmarks, self.input_size, self.template)

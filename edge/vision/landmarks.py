@@ -14,8 +14,11 @@ left eye), 2 and 3 the outer and inner corner of the eye on the image's left, 4 
 
 ``box`` is dlib's ``rectangle``: ``(left, top, right, bottom)`` in pixels, right and bottom inclusive, so
 ``dlib.rectangle(l, t, r, b)`` and ``(l, t, r, b)`` give the same landmarks. The trees were trained on boxes of
-dlib's HOG detector (``dlib.get_frontal_face_detector()``); :func:`hog_box` maps a BlazeFace box to the box HOG
-would have drawn, with the linear map the converter fitted (sidecar ``box_map``).
+dlib's HOG detector (``dlib.get_frontal_face_detector()``), so the door starts them from the box HOG would have
+drawn: :func:`fitted_box` predicts it from BlazeFace's box and its four keypoints with the least-squares map the
+converter fitted (sidecar ``box_fit``; the keypoints carry the face's turn and tilt, which the box alone does not),
+:func:`hog_box` from the box alone with the median map (sidecar ``box_map``, the fallback of models without
+``box_fit``).
 
 The arrays come from ``python -m convert.landmarks`` (``.npz`` + sidecar ``format: doorface-landmarks``); the
 sidecar is verified like every model's: a missing one, another sha256 or an edited sidecar is a :class:`ModelError`.
@@ -46,6 +49,21 @@ def hog_box(box, box_map: dict) -> tuple:
     """A BlazeFace ``(x0, y0, x1, y1)`` -> the ``(left, top, right, bottom)`` box dlib's HOG detector would give."""
     x, y, w, h = expected_box(box, box_map)
     return x, y, x + w, y + h
+
+
+def box_features(box, keypoints) -> np.ndarray:
+    """The 9 inputs of :func:`fitted_box`: BlazeFace's 4 keypoints relative to its box's centre, in box widths, and 1."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w = max(x1 - x0, 1e-6)
+    kp = (np.asarray(keypoints, np.float64).reshape(-1, 2)[:4] - ((x0 + x1) / 2, (y0 + y1) / 2)) / w
+    return np.concatenate([kp.reshape(-1), [1.0]])
+
+
+def fitted_box(box, keypoints, box_fit) -> tuple:
+    """A BlazeFace box and its 4 keypoints -> the ``(left, top, right, bottom)`` box dlib's HOG detector would give:
+    ``(dx, dy, sw, sh) = box_features(...) @ box_fit`` (9 x 4), read as :func:`hog_box` reads the median map."""
+    dx, dy, sw, sh = box_features(box, keypoints) @ np.asarray(box_fit, np.float64)
+    return hog_box(box, {"dx": dx, "dy": dy, "sw": sw, "sh": sh})
 
 
 def _leaf_table(splits: int) -> np.ndarray:
@@ -193,3 +211,11 @@ class ShapePredictor:
         if not self.box_map:
             raise ModelError("landmark model has no box_map: convert it with `python -m convert.landmarks`")
         return self.predict(image, hog_box(box, self.box_map), rounded)
+
+    def predict_face(self, image: np.ndarray, face, rounded: bool = False) -> np.ndarray:
+        """:meth:`predict` on a BlazeFace :class:`~edge.vision.faces.Face`: started from :func:`fitted_box` (sidecar
+        ``box_fit``), or from the median map when the model has none."""
+        fit = self.meta.get("box_fit")
+        if fit is None:
+            return self.predict_blazeface(image, face.box, rounded)
+        return self.predict(image, fitted_box(face.box, face.landmarks, fit), rounded)
