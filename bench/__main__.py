@@ -224,7 +224,11 @@ def write_md(res, md: Path, out: Path):
         from bench.liveness import md_section as liveness_section
 
         L += [liveness_section(json.loads(live_json.read_text())), ""]
-    md.write_text("\n".join(L))
+    # Keep what other benches and hands wrote after these sections (livecal, safety figures, mqtt, ...).
+    end = "<!-- /bench-liveness -->"
+    old = md.read_text() if md.exists() else ""
+    tail = old.split(end, 1)[1].strip("\n") if end in old else ""
+    md.write_text("\n".join(L) + ("\n" + tail + "\n" if tail else ""))
 
 
 def main(argv=None) -> int:
@@ -318,7 +322,8 @@ def accuracy(args, models: dict, dlib) -> dict:
             o = A.open_set_runs(door, persons, thr, margin=margin, own=lambda idx, c=c, t=t: c.threshold(t[idx]),
                                 crowd=crowd)
             o["rule"] = (f"the door's default: as above, and each person's own threshold against the shipped cohort "
-                         f"({c.meta['count']} LFW faces outside these folds; FAR {c.far:g})"
+                         f"({c.meta.get('name') or c.meta['count']}, none of them in these folds; normal tail "
+                         f"z {c.z}, FAR {c.far:g})"
                          + (f", the margin also over the face's {k} closest strangers in it" if k else ""))
             opens[f"{name} + cohort"] = o
     if dlib:

@@ -293,6 +293,30 @@ def build_balanced(chips: dict, split: dict, model: str, detector: str, workdir:
     return cohort
 
 
+class PotCohort:
+    """The per-person calibration as it was before the FairFace cohort (k = 20 peaks over threshold against LFW),
+    to measure before and after in one run."""
+
+    def __init__(self, embeddings):
+        self.embeddings = embeddings
+
+    def threshold(self, templates) -> float:
+        from edge.people.cohort import calibrate_pot
+
+        return calibrate_pot(templates, self.embeddings)
+
+
+def lfw_pot_cohort(args, model: str):
+    """Every LFW photo of people outside ``args.folds`` through ``model`` (the former shipped cohort), or None."""
+    from convert.cohort import embed_lfw
+    from train.data import fold_pairs
+
+    if "dlib" not in Path(model).name:      # only the default model's cohort changed
+        return None
+    emb, _, _, _ = embed_lfw(args.lfw, model, args.detector, set(fold_pairs(args.pairs, args.folds)[1]))
+    return PotCohort(l2_normalise(emb))
+
+
 def same_reject_threshold(sim, persons, margin: float, target: float, lo: float, hi: float = 1.0) -> float:
     """The global threshold whose LFW open-set enrolled-reject rate equals ``target`` (bisection)."""
     from bench.accuracy import open_set_runs
@@ -396,6 +420,14 @@ def main(argv=None) -> int:
                     "engine": label, "metric": "cosine", "threshold": same, "margin": margin,
                     "rule": f"global cosine >= {same:.4f}, margin {margin:g}: the global threshold that rejects as "
                             "many enrolled LFW photos as the shipped-cohort rule", "lfw": lfw_open(same)}
+        before = lfw_pot_cohort(args, path) if lfw is not None else None
+        if before is not None:
+            rules[f"{label} + LFW cohort, k=20 tail (before)"] = {
+                "engine": label, "metric": "cosine", "threshold": thr, "margin": margin, "own": own_fn(before),
+                "crowd": crowd_fn(before),
+                "rule": f"own threshold as the door set it before FairFace: against {len(before.embeddings)} LFW "
+                        f"photos of people outside folds {args.folds}, the 20 highest scores extrapolated to FAR "
+                        f"1e-4 (peaks over threshold), never below {base}{over}", "lfw": lfw_open(thr, before)}
         rules[f"{label} + balanced cohort"] = {
             "engine": label, "metric": "cosine", "threshold": thr, "margin": margin,
             "own": lambda k, g, E, b=balanced: own_fn(b[k])(k, g, E),

@@ -145,14 +145,19 @@ def test_liveness_metrics_follow_iso_30107_3():
     assert m["threshold_at_bpcer_10"] == 0.4 and m["apcer_at_bpcer_10"] == 0.25
 
 
-def test_calibration_per_person_far_counts_only_strangers():
-    from bench.calibration import per_person_far
+def test_calibration_own_rates_count_only_strangers_and_z_hits_the_target():
+    from bench.calibration import fit_z, own_rates
 
     # 3 photos x 2 people; photo 0 is person 0's, photos 1-2 are person 1's.
     sim = np.array([[1.0, 0.7], [0.8, 1.0], [0.2, 0.9]])
     stranger = np.array([[False, True], [True, False], [True, False]])
-    f = per_person_far(sim, stranger, np.array([0.75, 0.75]))
-    assert f.tolist() == [0.5, 0.0]      # person 0: one of two strangers reaches 0.75; person 1: none of one
+    pooled, per = own_rates(sim, stranger, np.array([0.75, 0.75]))
+    assert per.tolist() == [0.5, 0.0] and pooled == 1 / 3   # person 0: one of two strangers; person 1: none of one
+    rng = np.random.default_rng(0)
+    S = rng.normal(size=(400, 50))
+    st = np.ones_like(S, bool)
+    z = fit_z(S, st, np.zeros(50), np.ones(50), 0.01)
+    assert abs(own_rates(S, st, np.full(50, z))[0] - 0.01) < 0.001 and 2.0 < z < 2.7   # about the normal's 2.33
 
 
 def test_fair_pairs_sheet_shows_each_false_accept_pair(tmp_path):

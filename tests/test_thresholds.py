@@ -36,6 +36,9 @@ def test_records_template_thresholds_and_keeps_the_photo_pair_ones(tmp_path, sam
     model = tmp_path / port_model.name
     shutil.copy(port_model, model)
     shutil.copy(sidecar_path(port_model), sidecar_path(model))
+    lm = port_model.parent / "doorface-landmarks5.npz"          # the landmark model its alignment names
+    for f in (lm, lm.with_suffix(".json")):
+        shutil.copy(f, tmp_path / f.name)
     before = read_sidecar(model)
     assert thresholds.main([str(model), "--detector", str(detector_path), "--lfw", str(lfw), "--pairs", str(pairs),
                             "--folds", "1"]) == 0

@@ -158,7 +158,10 @@ def _sample_cv2(src: np.ndarray, m: np.ndarray, rows: int, cols: int) -> np.ndar
         return np.zeros(out_shape, np.uint8)
     f = cv2.warpAffine(src.astype(np.float32), m, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    chip = np.clip(np.floor(f), 0, 255).astype(np.uint8).reshape(out_shape)
+    chip = np.floor(f, out=f).astype(np.uint8).reshape(out_shape)         # f is in [0, 255]: no clip needed
+    corners = m @ np.array([[0, cols - 1, 0, cols - 1], [0, 0, rows - 1, rows - 1], [1, 1, 1, 1]], np.float64)
+    if corners.min() >= 0 and corners[0].max() < w - 1 and corners[1].max() < h - 1:
+        return chip                       # the chip's square maps inside the image (convex): no sample leaves it
     c, r = np.meshgrid(np.arange(cols, dtype=np.float64), np.arange(rows, dtype=np.float64))
     x, y = np.floor(m[0, 0] * c + m[0, 1] * r + m[0, 2]), np.floor(m[1, 0] * c + m[1, 1] * r + m[1, 2])
     chip[~((x >= 0) & (y >= 0) & (x + 1 < w) & (y + 1 < h))] = 0

@@ -118,7 +118,7 @@ class ShapePredictor:
         ref = init.astype(np.float64)
         ref_c = ref - ref.mean(0)
         n2 = float((ref_c ** 2).sum())
-        self._ref = ((ref_c[:, 0] / n2).tolist(), (ref_c[:, 1] / n2).tolist())
+        self._ref_x, self._ref_y = ref_c[:, 0] / n2, ref_c[:, 1] / n2
         anc = a["anchors"].astype(np.intp)
         self._anchor_at = np.stack([2 * anc, 2 * anc + 1], 1)                      # (stages, 2, F) into cur
         d = a["deltas"].astype(np.float32)
@@ -153,13 +153,12 @@ class ShapePredictor:
 
     def _similarity(self, cur: np.ndarray) -> tuple:
         """``(a, b)`` of the similarity ``[[a, -b], [b, a]]`` taking the mean shape to ``cur`` (Umeyama's least
-        squares, which for 2-D points has this closed form), rounded to float32 as dlib does."""
-        xs, ys = cur[:, 0].tolist(), cur[:, 1].tolist()
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        a = b = 0.0
-        for x, y, rx, ry in zip(xs, ys, *self._ref):
-            a += rx * (x - mx) + ry * (y - my)
-            b += rx * (y - my) - ry * (x - mx)
+        squares, which for 2-D points has this closed form), rounded to float32 as dlib does. The per-point terms
+        are summed in point order (numpy sums fewer than 8 numbers one after another), as dlib does."""
+        c = cur.astype(np.float64)
+        d = c - c.sum(0) / len(c)
+        a = (self._ref_x * d[:, 0] + self._ref_y * d[:, 1]).sum()
+        b = (self._ref_x * d[:, 1] - self._ref_y * d[:, 0]).sum()
         return np.float32(a), np.float32(b)
 
     def _features(self, img: np.ndarray, stage: int, cur: np.ndarray, geom: tuple) -> np.ndarray:
