@@ -72,6 +72,13 @@ test: install $(STAMP2)
 	$(VPY) -m pytest -q
 	$(MAKE) --no-print-directory test-np2
 
+# The edge path: what the device runs on numpy (vision, people, door, decisions, config, the CLI). Left out: the desktop
+# tools' tests (TensorFlow, dlib, PyTorch, matplotlib: they skip there anyway) and the process-level fault, broker and
+# systemd tests, which use no numpy and take the most time (they run in the first half).
+EDGE_TESTS := --ignore=tests/test_bench.py --ignore=tests/test_convert.py --ignore=tests/test_train.py \
+        --ignore=tests/test_teacher_port.py --ignore=tests/test_dlib_port.py --ignore=tests/test_morph.py \
+        --ignore=tests/test_doorcond.py --ignore=tests/test_mqtt_broker.py --ignore=tests/test_faults.py \
+        --ignore=tests/test_storage_faults.py --ignore=tests/test_systemd.py --ignore=tests/test_architecture.py
 test-np2: $(STAMP2) $(DETECTOR)
 	$(VENV2)/bin/python -m pytest -q -p no:cacheprovider $(EDGE_TESTS)
 
