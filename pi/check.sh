@@ -63,6 +63,9 @@ mnt --bind "$REPO/pi/cpuinfo-arm64" "$ROOT/proc/cpuinfo"
 mnt --bind /dev "$ROOT/dev"
 mnt -t sysfs sys "$ROOT/sys"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# This machine's CA bundle, for pip and the sample download inside the root: on a network behind a TLS-inspecting
+# proxy, only the host trusts the proxy's CA. (A Pi uses its own; this changes nothing in what gets installed.)
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/pi-check-host-ca.crt"
 
 # 5. The checkout a Pi owner would have: a clone of this repository's committed HEAD.
 rm -rf "$ROOT/home/pi/doorface"
@@ -76,7 +79,9 @@ cp "$REPO/pi/pi-check.toml" "$ROOT/home/pi/pi-check.toml"
 
 # 6. On the emulated Pi: the README's steps (apt's python3-picamera2 / python3-lgpio being the mocks above), then the door.
 say "running the edge path under qemu-aarch64 (slow: minutes)"
-chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 /bin/bash -s <<'INNER'
+chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
+    PIP_CERT=/etc/ssl/certs/pi-check-host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/pi-check-host-ca.crt \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 /bin/bash -s <<'INNER'
 set -euo pipefail
 cd /home/pi/doorface
 echo "== uname -m: $(uname -m); Debian $(cat /etc/debian_version); /proc/cpuinfo: $(grep -m1 ^Model /proc/cpuinfo)"
