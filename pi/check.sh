@@ -120,8 +120,8 @@ INNER
 say "embeddings: arm64 (emulated) vs this $(uname -m) host"
 S=$("$HOSTPY" -m edge.vision.assets samples)
 (cd "$REPO" && .venv/bin/doorface embed "$S/obama.jpg" "$S/obama2.jpg" "$S/obama3.jpg" "$S/biden.jpg" \
-    --out /tmp/pi-check-host-embed.npz --config pi/pi-check.toml --state-dir /tmp/pi-check-host-state 2>/dev/null)
-"$HOSTPY" - "$ROOT/tmp/pi-embed.npz" /tmp/pi-check-host-embed.npz <<'PY'
+    --out /tmp/pi-check-host-embed-$REL.npz --config pi/pi-check.toml --state-dir /tmp/pi-check-host-state-$REL 2>/dev/null)
+"$HOSTPY" - "$ROOT/tmp/pi-embed.npz" /tmp/pi-check-host-embed-$REL.npz <<'PY'
 import sys
 import numpy as np
 a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
