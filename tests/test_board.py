@@ -131,3 +131,49 @@ def test_doorface_bench_refuses_a_photo_without_a_face(tmp_path, capsys, detecto
     rc = main(["bench", "--iterations", "1", "--image", str(blank), "--config", str(cfg)])
     assert rc == 1
     assert capsys.readouterr().err.strip() == "doorface: bench: no face found in the bench frame"
+
+
+def test_an_embedder_whose_runtime_gives_every_input_one_embedding_is_refused(monkeypatch, port_model):
+    """ai-edge-litert 2.3.0 under qemu's "max" aarch64 CPU gave every face the same embedding (`make pi-check`):
+    the load-time self-test refuses such a runtime, so the door cannot let anyone in as anyone."""
+    import numpy as np
+
+    from edge.errors import ModelError
+    from edge.vision import embedder as E
+
+    real = E.load_interpreter
+
+    class Collapsed:     # a real interpreter whose output is the same whatever the input
+        def __init__(self, it):
+            self.it = it
+
+        def __getattr__(self, name):
+            return getattr(self.it, name)
+
+        def get_tensor(self, index):
+            return np.full_like(self.it.get_tensor(index), 7)
+
+    def load(*a, **k):
+        backend, it = real(*a, **k)
+        return backend, Collapsed(it)
+
+    monkeypatch.setattr(E, "load_interpreter", load)
+    emb = E.Embedder(str(port_model), 1)
+    with pytest.raises(ModelError, match=r"self-test failed on this CPU and runtime .*cosine 1\.00000.*door stays "
+                                         r"locked"):
+        emb.load()
+    assert emb._interp is None
+    with pytest.raises(ModelError, match="self-test failed"):     # and again: never half-loaded
+        emb.embed_crop(np.zeros((150, 150, 3), np.uint8))
+    monkeypatch.setattr(E, "load_interpreter", real)
+    assert E.Embedder(str(port_model), 1).load().dim == 128        # the real runtime passes
+
+
+def test_the_self_test_inputs_separate_the_shipped_models(each_model):
+    import numpy as np
+
+    from edge.vision.embedder import SELF_TEST_MAX_COSINE, Embedder, self_test_crops
+
+    emb = Embedder(str(each_model), 1).load()
+    a, b = (emb.embed_crop(c) for c in self_test_crops(emb.input_size))
+    assert float(np.dot(a, b)) < SELF_TEST_MAX_COSINE - 0.05       # room left for runtime-to-runtime differences
