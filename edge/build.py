@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from edge.config import threads as config_threads
 from edge.people import cohort as cohort_mod
 from edge.people import gallery as gal
 from edge.people.cohort import Cohort
@@ -45,7 +46,7 @@ def build_liveness(cfg) -> Optional[LivenessModel]:
     if not lv["enabled"]:
         return None
     th = None if lv["threshold"] == "model" else float(lv["threshold"])
-    return LivenessModel(lv["model"], th, cfg["model"]["threads"], runtime_pref(cfg))
+    return LivenessModel(lv["model"], th, config_threads(cfg["model"]["threads"]), runtime_pref(cfg))
 
 
 def calibrate_liveness(cfg, state_dir, lv) -> Optional[str]:
@@ -75,9 +76,10 @@ def calibrate_liveness(cfg, state_dir, lv) -> Optional[str]:
 
 def build_analyzer(cfg) -> FaceAnalyzer:
     m = cfg["model"]
-    det = BlazeFaceDetector(m["detector"], cfg["detection"]["min_score"], num_threads=m["threads"],
+    det = BlazeFaceDetector(m["detector"], cfg["detection"]["min_score"],
+                            num_threads=config_threads(m["threads"]),
                             runtime=runtime_pref(cfg))
-    emb = Embedder(m["embedder"], m["threads"], runtime_pref(cfg))
+    emb = Embedder(m["embedder"], config_threads(m["threads"]), runtime_pref(cfg))
     return FaceAnalyzer(det, emb, QualityConfig(**cfg["quality"]), liveness=build_liveness(cfg))
 
 

@@ -7,6 +7,7 @@ naming the key.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ SYSTEM_CONFIG = Path("/etc/doorface/doorface.toml")
 
 #: (section, key) -> (min, max) for numbers, or a tuple of allowed strings.
 RULES: Dict[tuple, Any] = {
-    ("model", "threads"): (1, 8),
+    ("model", "threads"): (1, 8),   # or "auto" (AUTO_OR_NUMBER): the board's cores, at most 8
     ("model", "runtime"): ("auto", "ai_edge_litert", "tflite_runtime", "tensorflow"),
     ("camera", "width"): (64, 4096), ("camera", "height"): (64, 4096), ("camera", "fps"): (1, 120),
     ("camera", "reopen_initial_seconds"): (0.05, 60), ("camera", "reopen_max_seconds"): (0.1, 3600),
@@ -57,7 +58,25 @@ RULES: Dict[tuple, Any] = {
 MODEL_OR_NUMBER = {("match", "threshold"), ("match", "min_margin"), ("match", "stranger_neighbours"),
                    ("liveness", "threshold"), ("decision", "lockout_wider_margin")}
 #: ... of them, the ones that count something (a whole number).
-WHOLE = {("match", "stranger_neighbours")}
+WHOLE = {("match", "stranger_neighbours"), ("model", "threads")}
+#: Keys whose value is either the string "auto" (decided on the board, see :func:`threads`) or a whole number.
+AUTO_OR_NUMBER = {("model", "threads")}
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a cgroup or ``taskset`` limit counts), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads(value) -> int:
+    """The interpreter threads for ``model.threads``: a number as given, ``"auto"`` the board's cores (1-8)."""
+    if value == "auto":
+        lo, hi = RULES[("model", "threads")]
+        return int(min(hi, max(lo, cpu_cores())))
+    return int(value)
 
 
 def default_text() -> str:
@@ -70,6 +89,14 @@ def defaults() -> dict:
 
 def _check_type(section: str, key: str, value, default):
     name = f"{section}.{key}"
+    if (section, key) in AUTO_OR_NUMBER:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not float(value).is_integer():
+                raise ConfigError(f"config: {name} must be \"auto\" or a whole number, not {value!r}")
+            return int(value)
+        if value != "auto":
+            raise ConfigError(f"config: {name} must be \"auto\" or a whole number, not {value!r}")
+        return value
     if (section, key) in MODEL_OR_NUMBER:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if (section, key) in WHOLE:
@@ -124,7 +151,7 @@ def _check_rules(cfg: dict, sections=None) -> None:
         if sections is not None and section not in sections:
             continue
         value = cfg[section][key]
-        if (section, key) in MODEL_OR_NUMBER and value == "model":
+        if (section, key) in MODEL_OR_NUMBER and value == "model" or (section, key) in AUTO_OR_NUMBER and value == "auto":
             continue
         if isinstance(rule[0], str):
             if value not in rule:

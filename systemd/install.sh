@@ -53,6 +53,9 @@ for f in models/doorface-dlib-int8.tflite models/doorface-dlib-int8.json models/
     [ -f "$REPO/$f" ] || { echo "install.sh: $f missing (run make models)" >&2; exit 1; }
 done
 
+# 0. 32-bit ARM is refused with one line before anything is touched (README, "Which board").
+(cd "$REPO" && python3 -m edge.vision.board supported) || exit 1
+
 # 1. A dedicated system user in the video and gpio groups.
 if ! getent passwd doorface >/dev/null 2>&1; then
     system useradd --system --home-dir /var/lib/doorface --no-create-home --shell /usr/sbin/nologin doorface

@@ -56,7 +56,8 @@ def roc(scores, labels):
     tar = np.r_[0, tp[last] / max(lab.sum(), 1)]
     far = np.r_[0, fp[last] / max((~lab).sum(), 1)]
     thr = np.r_[np.inf, s[last]]
-    auc = float(np.trapz(tar, far))
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz   # numpy 2 renamed it (trapz is gone in 2.4)
+    auc = float(trapezoid(tar, far))
     i = int(np.argmin(np.abs(far - (1 - tar))))
     eer = float((far[i] + 1 - tar[i]) / 2)
     return far, tar, thr, auc, eer

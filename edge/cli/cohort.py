@@ -120,12 +120,13 @@ def _show(cfg, emb) -> int:
 
 
 def cmd_cohort(args) -> int:
+    from edge.config import threads
     from edge.vision.embedder import Embedder
 
     cfg = load_config(args)
     if args.action == "build":
         return _build(args, cfg)
-    emb = Embedder(cfg["model"]["embedder"], cfg["model"]["threads"]).load()
+    emb = Embedder(cfg["model"]["embedder"], threads(cfg["model"]["threads"])).load()
     return _reset(cfg, emb) if args.action == "reset" else _show(cfg, emb)
 
 

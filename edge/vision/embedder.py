@@ -23,6 +23,21 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+#: The load-time self-test: the embeddings of a fixed noise crop and a fixed grey ramp must differ at least this much
+#: (cosine below it). The shipped models give 0.911 (the port) and 0.192 (the small model) on every runtime that
+#: computes them correctly; a runtime that computes them wrongly on a CPU (ai-edge-litert 2.3.0 under qemu's default
+#: "max" aarch64 CPU: every input, every face, gets one embedding, 0.99994; `make pi-check`) would let anyone in as
+#: anyone enrolled. Such a model is refused, so the door stays locked.
+SELF_TEST_MAX_COSINE = 0.99
+
+
+def self_test_crops(size: int):
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    ramp = np.tile(np.linspace(0, 255, size, dtype=np.float32)[None, :, None], (size, 1, 3)).astype(np.uint8)
+    return noise, ramp
+
+
 class Embedder:
     """Raw aligned RGB crops in, L2-normalised float32 embeddings out. Loads the model on first use.
 
@@ -64,6 +79,7 @@ class Embedder:
             if self.template is None:
                 self.template = self.meta.get("input", {}).get("template", DEFAULT_TEMPLATE)
             self._load_alignment()
+            self._self_test()
         return self
 
     def _load_alignment(self) -> None:
@@ -88,6 +104,20 @@ class Embedder:
                              f"{ref['sha256'][:12]}...)")
         self.shape_predictor = predictor
 
+    def _self_test(self) -> None:
+        """Refuse a runtime that gives two very different inputs the same embedding (:data:`SELF_TEST_MAX_COSINE`)."""
+        try:
+            a, b = (self.embed_crop(c) for c in self_test_crops(self.input_size))
+        except BaseException:
+            self._interp = None
+            raise
+        cos = float(np.dot(a, b))
+        if not cos < SELF_TEST_MAX_COSINE:      # also NaN
+            self._interp = None
+            raise ModelError(f"{self.model_path}: self-test failed on this CPU and runtime ({self.backend}): a noise "
+                             f"image and a grey ramp get the same embedding (cosine {cos:.5f}), so every face would; "
+                             "refusing the model (the door stays locked)")
+
     @property
     def sha256(self) -> str:
         return self.load().meta["sha256"]
@@ -111,7 +141,8 @@ class Embedder:
 
     def embed_crop(self, crop: np.ndarray) -> np.ndarray:
         """Embedding of one aligned RGB uint8 crop already at the model's input size."""
-        self.load()
+        if self._interp is None:
+            self.load()
         if crop.shape[:2] != (self.input_size, self.input_size):
             raise ValueError(f"crop is {crop.shape[:2]}, model wants {self.input_size}x{self.input_size}")
         self._interp.set_tensor(self._in["index"], self._quantise_input(crop))
