@@ -107,7 +107,7 @@ def test_doorface_bench_prints_a_pasteable_block(tmp_path, capsys, samples, dete
     assert lines[6] == "| stage | " + " | ".join(cols) + " |"
     assert lines[7] == "|---" * (len(cols) + 1) + "|"
     rows = lines[8:]
-    assert [r.split(" | ")[0].lstrip("| ").split(" (")[0] for r in rows] == ["detector", "embedding", "liveness",
+    assert [r.split(" | ")[0].lstrip("| ").split(" (")[0] for r in rows] == ["detector", "alignment", "embedding", "liveness",
                                                                                "whole frame, one face"]
     for r in rows:
         cells = [c.strip() for c in r.strip("|").split("|")][1:]

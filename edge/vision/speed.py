@@ -20,8 +20,8 @@ import numpy as np
 from edge.vision import board
 
 #: The stages, in the order printed.
-STAGES = ("detector", "embedding", "liveness", "frame")
-LABELS = {"detector": "detector (BlazeFace)", "embedding": "embedding (one call; the shipped models: face + mirror)",
+STAGES = ("detector", "alignment", "embedding", "liveness", "frame")
+LABELS = {"detector": "detector (BlazeFace)", "alignment": "alignment (the default: dlib 5-point landmarks + chip)", "embedding": "embedding (one call; the shipped models: face + mirror)",
           "liveness": "liveness (MiniFASNet pair)", "frame": "whole frame, one face (detect, gate, align, embed, live)"}
 RUNTIME_DISTS = {"ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
                  "tensorflow": ("tensorflow", "tensorflow-cpu")}
@@ -59,6 +59,7 @@ def time_stages(analyzer, frame: np.ndarray, iterations: int) -> Dict[str, float
     emb = analyzer.embedder
     crop = emb.crop(frame, face)
     out = {"detector": median_ms(lambda: analyzer.detector.detect(frame), iterations),
+           "alignment": median_ms(lambda: emb.crop(frame, face), iterations),
            "embedding": median_ms(lambda: emb.embed_crop(crop), iterations)}
     if analyzer.liveness is not None:
         out["liveness"] = median_ms(lambda: analyzer.liveness.check(frame, face), iterations)
