@@ -16,7 +16,6 @@ from edge.config import threads as config_threads
 from edge.people import cohort as cohort_mod
 from edge.people import gallery as gal
 from edge.people.cohort import Cohort
-from edge.door.daemon import Daemon
 from edge.door.decision import DecisionPolicy, PolicyConfig
 from edge.vision.detector import BlazeFaceDetector
 from edge.vision.embedder import Embedder
@@ -187,7 +186,11 @@ class DoorParts:
         return calibrate_liveness(self.cfg, state_dir, liveness)
 
 
-def daemon(cfg, state_dir=None, analyzer: Optional[FaceAnalyzer] = None, **kw) -> Daemon:
+def daemon(cfg, state_dir=None, analyzer: Optional[FaceAnalyzer] = None, **kw):
     """The door daemon for ``cfg`` (``state_dir`` defaults to the config's; ``analyzer`` may be injected, e.g.
-    built from ``edge.vision.detector.FakeDetector`` and ``edge.vision.embedder.FakeEmbedder``)."""
+    built from ``edge.vision.detector.FakeDetector`` and ``edge.vision.embedder.FakeEmbedder``). The daemon (and with
+    it the relay) is imported here, not at the top: the web page builds its analyzer from this module and must never
+    load the relay's code."""
+    from edge.door.daemon import Daemon
+
     return Daemon(cfg, state_dir if state_dir is not None else cfg["state"]["dir"], DoorParts(cfg, analyzer), **kw)

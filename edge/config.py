@@ -50,6 +50,8 @@ RULES: Dict[tuple, Any] = {
     ("state", "snapshot_limit"): (0, 100000),
     ("events", "peer_queue"): (1, 100000),
     ("mqtt", "port"): (1, 65535), ("mqtt", "keepalive"): (5, 3600), ("mqtt", "command_max_age"): (1, 60),
+    ("web", "port"): (1, 65535), ("web", "session_minutes"): (5, 1440), ("web", "login_attempts"): (1, 100),
+    ("web", "login_attempts_total"): (5, 10000), ("web", "max_upload_mb"): (1, 100),
     ("log", "level"): ("debug", "info", "warning", "error"),
 }
 

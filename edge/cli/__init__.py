@@ -1,5 +1,5 @@
 """``doorface``: the command line of the door (run, relay, events, open, enroll, users, cohort, liveness, identify, embed,
-check, config, bench, mqtt). One module per command group; this one only assembles them.
+check, config, bench, mqtt, web). One module per command group; this one only assembles them.
 
 Every command takes ``--config FILE`` and ``--state-dir DIR``. Errors are one line on stderr with a non-zero
 exit code (a traceback only with ``DEBUG=1``).
@@ -11,11 +11,11 @@ import os
 import sys
 
 from edge import __version__
-from edge.cli import bench, check, cohort, door, liveness, mqtt, people, photos
+from edge.cli import bench, check, cohort, door, liveness, mqtt, people, photos, web
 from edge.cli.common import common_parser
 from edge.errors import DoorfaceError
 
-GROUPS = (door, people, cohort, liveness, photos, check, bench, mqtt)
+GROUPS = (door, people, cohort, liveness, photos, check, bench, mqtt, web)
 COMMANDS = {name: fn for group in GROUPS for name, fn in group.COMMANDS.items()}
 
 

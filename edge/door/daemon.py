@@ -169,6 +169,10 @@ class Daemon:
         (the same lockout faces meet) or while the strike is already open (a command never extends a pulse)."""
         for cmd in self.commands.drain():
             who = cmd.get("user") or "-"
+            if cmd.get("cmd") == "reload":     # as SIGHUP: handled by the loop before the next frame
+                log.info("reload asked by %s", who)
+                self._reload.set()
+                continue
             if cmd.get("cmd") == "reject":
                 self._reject(policy, t, frame_index, cmd, who)
                 continue

@@ -39,7 +39,7 @@ log = logging.getLogger("doorface")
 PEER_QUEUE = 256
 #: Longest command line accepted (bytes).
 MAX_LINE = 4096
-COMMANDS = ("open", "ping", "reject")
+COMMANDS = ("open", "ping", "reject", "reload")
 
 
 def peer_credentials(conn: socket.socket) -> tuple:
@@ -240,7 +240,7 @@ class SeamServer(Sink):
         if name == "ping":
             return {"type": "reply", "id": rid, "ok": True}
         user = str(cmd.get("user") or f"uid {uid}")[:64]
-        extra = {"face": cmd.get("face") is True} if name == "open" else \
+        extra = {"face": cmd.get("face") is True} if name == "open" else {} if name == "reload" else \
             {"reason": str(cmd.get("reason") or "rejected")[:200], "count": cmd.get("count") is True}
         if not self.commands.put({"cmd": name, "id": rid, "user": user, "uid": uid, **extra}):
             return {"type": "reply", "id": rid, "ok": False, "error": "too many commands waiting"}
