@@ -21,10 +21,10 @@ MODEL   ?= models/doorface-int8.tflite
 
 .PHONY: install install-edge models samples demo test test-all train train-quick eval convert bench bench-model \
         bench-fair bench-liveness bench-lockout convert-dlib convert-liveness convert-landmarks cohorts \
-        compare-losses install-service uninstall-service clean mosquitto bench-mqtt \
+        compare-losses install-service uninstall-service clean mosquitto chromium bench-mqtt \
         test-np2 pi-check
 
-install: $(STAMP) $(DETECTOR) mosquitto
+install: $(STAMP) $(DETECTOR) mosquitto chromium
 
 # The MQTT tests' broker: Debian's mosquitto (and openssl, for the test CA), installed with apt-get when missing and
 # this runs as root; otherwise the broker tests skip and say why.
@@ -36,10 +36,20 @@ mosquitto:
 	    else echo "mosquitto not installed (apt-get install mosquitto, as root): the MQTT broker tests will skip"; fi; \
 	fi
 
+# The web page's browser tests: Debian's chromium (driven by Playwright through executable_path), installed with apt-get
+# when missing and this runs as root; otherwise those tests skip and say why.
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	            || echo "chromium could not be installed: the web page's browser tests will skip"; \
+	    else echo "chromium not installed (apt-get install chromium, as root): the web page's browser tests will skip"; fi; \
+	fi
+
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip 'setuptools<81' wheel
-	$(VPY) -m pip install --quiet 'numpy==1.26.4' -e '.[edge,train,convert,dev]'
+	$(VPY) -m pip install --quiet 'numpy==1.26.4' -e '.[edge,web,train,convert,dev]'
 	# face_recognition (the dlib baseline of the benchmarks) without its dlib source build: dlib-bin provides it.
 	$(VPY) -m pip install --quiet --no-deps 'face_recognition==1.3.0' && $(VPY) -m pip install --quiet click
 	touch $(STAMP)
@@ -85,7 +95,7 @@ test-np2: $(STAMP2) $(DETECTOR)
 $(STAMP2): pyproject.toml
 	test -x $(VENV2)/bin/python || $(PY) -m venv $(VENV2)
 	$(VENV2)/bin/python -m pip install --quiet --upgrade pip 'setuptools<81' wheel
-	$(VENV2)/bin/python -m pip install --quiet 'numpy>=2' -e '.[edge]' 'pytest>=7' 'pyyaml>=6' 'jinja2>=3'
+	$(VENV2)/bin/python -m pip install --quiet 'numpy>=2' -e '.[edge,web]' 'pytest>=7' 'pyyaml>=6' 'jinja2>=3' 'httpx>=0.27'
 	touch $(STAMP2)
 
 # An emulated Raspberry Pi (arm64 Debian root, qemu-user): the README's edge install, check, enroll, identify, the
