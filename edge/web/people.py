@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 from edge.errors import EnrollmentError
 from edge.people import gallery as gal
 from edge.people.names import check_name, shown
-from edge.web.uploads import Verdict, judge
+from edge.web.uploads import Verdict, judge, safe_name
 
 #: Photos one enrollment takes at most.
 MAX_PHOTOS = 20
@@ -109,7 +109,7 @@ class PeopleService:
         cohort = load_cohort(self.cfg, self.state, analyzer.embedder)
         try:
             out.stored = g.add_templates(
-                name, [v.crop for v in good], embs, sha, [f"web upload by {user}: {_safe(v.filename)}" for v in good],
+                name, [v.crop for v in good], embs, sha, [f"web upload by {user}: {safe_name(v.filename)}" for v in good],
                 check=lambda: check_not_someone_else(name, embs, g, sha, thr, margin), cohort=cohort)
         except EnrollmentError as exc:
             out.error = f"Nothing stored: {exc}"
@@ -171,9 +171,3 @@ def _household(v: Verdict, name: str, closest: tuple, thr: float, margin: float)
     elif thr - score < margin:
         v.ok, v.message = False, (f"This face is too close to {shown(other, quote=True)} (similarity {score:.3f}): "
                                   "the door could take one for the other. Use other photos.")
-
-
-def _safe(filename: str) -> str:
-    """An uploaded file's name as a label only (never a path): its last part, printable, at most 80 characters."""
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(c for c in base if c.isprintable())[:80] or "photo"

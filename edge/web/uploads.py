@@ -96,15 +96,23 @@ class Verdict:
     embedding: Optional[np.ndarray] = None
 
 
+def safe_name(filename: str) -> str:
+    """An uploaded file's name as a label only (never a path): its last part, printable, at most 80 characters."""
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return "".join(c for c in base if c.isprintable())[:80] or "photo"
+
+
 def judge(filename: str, data: bytes, analyzer) -> Verdict:
     """The enrollment's checks on one uploaded photo: readable, one face, and that face passing the door's quality
     gates (the same as ``doorface enroll --images``)."""
     from edge.vision.jitter import template_embedding
 
+    filename = safe_name(filename)
     try:
         rgb = decode(data)
     except PhotoError as exc:
-        return Verdict(filename, False, str(exc).capitalize() + ".")
+        msg = str(exc)
+        return Verdict(filename, False, msg[:1].upper() + msg[1:] + ".")
     faces = analyzer.faces(rgb)
     if not faces:
         return Verdict(filename, False, "No face found: the whole face should be in the photo, facing the camera.")
