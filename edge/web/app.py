@@ -27,7 +27,7 @@ PRELOGIN = "doorface_login"
 PUBLIC = {("GET", "/login"), ("POST", "/login")}
 HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'; form-action 'self'; "
                                       "base-uri 'none'; object-src 'none'",
-           "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+           "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Cache-Control": "no-store", "Permissions-Policy": "camera=(), microphone=(), geolocation=()"}
 #: Fields of the door's records a page may be sent (never images or embeddings; records hold none, this keeps it so).
 RECORD_FIELDS = ("v", "type", "seq", "ts", "identity", "score", "decision", "reason", "state", "error")
