@@ -22,6 +22,7 @@ PREFIX=${PREFIX:-/opt/doorface}
 ETC=/etc/doorface
 UNIT=/etc/systemd/system/doorface.service
 MQTT_UNIT=/etc/systemd/system/doorface-mqtt.service
+WEB_UNIT=/etc/systemd/system/doorface-web.service
 STAGED=0
 [ -n "$DESTDIR" ] && STAGED=1
 
@@ -35,7 +36,8 @@ system() {   # a step that changes the running system: skipped when staging into
 if [ "$UNINSTALL" = 1 ]; then
     system systemctl disable --now doorface.service || true
     system systemctl disable --now doorface-mqtt.service || true
-    run rm -f "$DESTDIR$UNIT" "$DESTDIR$MQTT_UNIT"
+    system systemctl disable --now doorface-web.service || true
+    run rm -f "$DESTDIR$UNIT" "$DESTDIR$MQTT_UNIT" "$DESTDIR$WEB_UNIT"
     system systemctl daemon-reload
     run rm -rf "$DESTDIR$PREFIX"
     echo "doorface removed; kept $ETC and /var/lib/doorface (gallery, access log): delete them by hand if wanted"
@@ -77,7 +79,7 @@ if [ -e /usr/lib/python3/dist-packages/picamera2 ]; then SITE="--system-site-pac
 if [ ! -x "$DESTDIR$PREFIX/venv/bin/python" ]; then
     system python3 -m venv $SITE "$PREFIX/venv"
 fi
-system "$PREFIX/venv/bin/pip" install --quiet "$REPO[edge]"
+system "$PREFIX/venv/bin/pip" install --quiet "$REPO[edge,web]"
 
 # 3. The config: written once, never overwritten (the installed one may hold local changes).
 run mkdir -p "$DESTDIR$ETC"
@@ -126,6 +128,12 @@ else
 fi
 # The Home Assistant bridge's unit: installed, not enabled (turn on [mqtt], then systemctl enable --now doorface-mqtt).
 run cp "$REPO/systemd/doorface-mqtt.service" "$DESTDIR$MQTT_UNIT"
+# The web page's unit: installed, not enabled (turn on [web], then systemctl enable --now doorface-web). Its state dir
+# and its self-signed certificate are made now, as the door's user (replace them with your own: [web] cert, key).
+run cp "$REPO/systemd/doorface-web.service" "$DESTDIR$WEB_UNIT"
+system install -d -m 0700 -o doorface -g doorface /var/lib/doorface-web
+system runuser -u doorface -- env STATE_DIRECTORY=/var/lib/doorface-web "$PREFIX/venv/bin/doorface" web cert \
+    --config "$ETC/doorface.toml" || echo "install.sh: no certificate made (is openssl installed?); doorface web makes it at its first start"
 system systemctl daemon-reload
 system systemctl enable --now doorface.service
 echo "doorface installed. Enroll someone: sudo -u doorface $PREFIX/venv/bin/doorface enroll NAME --camera"

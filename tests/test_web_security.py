@@ -38,7 +38,7 @@ def _routes(app):
 
 def test_every_route_without_a_session_is_refused(page):
     app, _ = page
-    from edge.web.app import PUBLIC
+    from edge.web.core import PUBLIC
 
     routes = _routes(app)
     assert len(routes) >= 15, routes        # the enumeration found the app's routes
@@ -62,7 +62,7 @@ def test_static_files_hold_no_data(page):
     for name, kind in (("app.css", "text/css"), ("app.js", "javascript")):
         r = c.get(f"/static/{name}")
         assert r.status_code == 200 and kind in r.headers["content-type"]
-    from edge.web.app import HERE
+    from edge.web.core import HERE
 
     assert sorted(p.name for p in (HERE / "static").iterdir()) == ["app.css", "app.js"]   # nothing else is public
     assert c.get("/static/../accounts.json").status_code in (401, 404)

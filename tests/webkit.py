@@ -31,7 +31,8 @@ def web_config(state: Path, sock: Path, **over) -> dict:
 
 def make_web(cfg, sock, clock=None, door=None):
     """``(app, web)`` with both accounts set (the door link started, on ``sock``)."""
-    from edge.web.app import Web, create_app
+    from edge.web.app import create_app
+    from edge.web.core import Web
     from edge.web.auth import Accounts
     from edge.web.doorlink import DoorLink
     from edge.web.people import PeopleService

@@ -1,6 +1,6 @@
 """The page's routes, one small function each (FastAPI is imported at the top: it reads the handlers' annotations;
 this module is imported only when the app is made). The session, CSRF and size checks are the gate's
-(:func:`edge.web.app._gate`); admin-only routes check the role with :func:`admin`."""
+(:class:`edge.web.app.Gate`); admin-only routes check the role with :func:`admin`."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ from fastapi import Form, HTTPException, Request
 
 from edge.errors import DoorfaceError
 from edge.web import logview
-from edge.web.app import COOKIE, PRELOGIN, Web, client_of, new_prelogin, stream
+from edge.web.core import COOKIE, PRELOGIN, Web, client_of, new_prelogin, stream
 from edge.web.checks import liveness_state, resolved, run_checks
 
 log = logging.getLogger("doorface")

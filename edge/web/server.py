@@ -9,7 +9,8 @@ log = logging.getLogger("doorface")
 
 def build(cfg: dict, settings, socket_path):
     """``(app, web)`` for this config, the door link started (no socket I/O before :meth:`DoorLink.start`)."""
-    from edge.web.app import Web, create_app
+    from edge.web.app import create_app
+    from edge.web.core import Web
     from edge.web.doorlink import DoorLink
     from edge.web.people import PeopleService
 
