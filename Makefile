@@ -21,7 +21,7 @@ MODEL   ?= models/doorface-int8.tflite
 
 .PHONY: install install-edge models samples demo test test-all train train-quick eval convert bench bench-model \
         bench-fair bench-liveness bench-lockout convert-dlib convert-liveness convert-landmarks cohorts \
-        compare-losses install-service uninstall-service clean mosquitto chromium bench-mqtt \
+        compare-losses install-service uninstall-service clean mosquitto chromium bench-mqtt bench-web \
         test-np2 pi-check
 
 install: $(STAMP) $(DETECTOR) mosquitto chromium
@@ -208,6 +208,11 @@ bench-lockout: install
 # stalled one (~12 min; needs mosquitto).
 bench-mqtt: install
 	$(VPY) -m bench.mqtt --json benchmarks/mqtt.json --md BENCHMARKS.md
+
+# The web page: the door's fps with the page open and two clients streaming, against without (alternating, same run),
+# and the page's RSS (~8 min).
+bench-web: install
+	$(VPY) -m bench.web --json benchmarks/web.json --md BENCHMARKS.md
 
 install-service:
 	sudo ./systemd/install.sh

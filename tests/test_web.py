@@ -91,8 +91,6 @@ def test_a_viewer_is_never_served_a_face(real_page):
     assert admin.get(f"/people/photo/{tid}").headers["content-type"] == "image/jpeg"
     assert admin.get("/log/snapshot/denied-1700000000.000.jpg").headers["content-type"] == "image/jpeg"
     viewer, _ = logged_in(app, "viewer")
-    from webkit import client  # noqa: F401   (the same app, another session)
-
     for path in ("/", "/log", "/log.csv", "/api/status", f"/people/photo/{tid}", "/people",
                  "/log/snapshot/denied-1700000000.000.jpg", "/settings"):
         r = viewer.get(path)

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from webkit import (ADMIN_PW, VIEWER_PW, cleanup, client, csrf_of, logged_in, login, make_web, short_socket_dir,
+from webkit import (ADMIN_PW, cleanup, client, csrf_of, logged_in, login, make_web, short_socket_dir,
                     web_config)
 
 

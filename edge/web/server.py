@@ -36,7 +36,7 @@ def serve(cfg: dict, settings, socket_path, say: Callable[[str], None] = print) 
     app, web = build(cfg, settings, socket_path)
     say(f"serving {settings.url} (door socket {socket_path})")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                            server_header=False, proxy_headers=False,
+                            server_header=False, proxy_headers=False, timeout_graceful_shutdown=2,
                             ssl_certfile=str(settings.cert) if settings.tls else None,
                             ssl_keyfile=str(settings.key) if settings.tls else None)
     try:
