@@ -218,3 +218,58 @@ print("LOADED", bad)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_the_door_sends_frames_to_the_peer_that_asked_only(tmp_path):
+    from edge.door.seam import SeamClient
+    from edge.web.capture import SocketFrames, mjpeg
+
+    d = short_socket_dir()
+    sock = d / "events.sock"
+    try:
+        door, relay, th = start_fake_door(tmp_path, sock, {"img": fakedoor.ANN})
+        with SeamClient(sock) as other:                      # another peer: hears decisions, never a frame
+            src = SocketFrames(sock, count=5, width=160, fps=10).open()
+            frames = [src.read() for _ in range(6)]
+            src.close()
+            assert [f is None for f in frames] == [False] * 5 + [True]
+            assert frames[0].image.shape == (120, 160, 3)
+            kinds = set()
+            other._sock.settimeout(1.0)
+            try:
+                for rec in other.records():
+                    kinds.add(rec.get("type"))
+            except OSError:
+                pass
+            assert "frame" not in kinds
+        with SeamClient(sock) as c:
+            for bad in ({"count": 0, "width": 160, "fps": 5}, {"count": 5, "width": 5000, "fps": 5},
+                        {"count": 5, "width": 160, "fps": 100}, {"count": "5", "width": 160, "fps": 5}):
+                assert c.command("frames", **bad)["ok"] is False
+        parts = list(mjpeg(sock, seconds=1, width=120, fps=4))
+        assert len(parts) == 4 and all(p.startswith(b"--frame\r\nContent-Type: image/jpeg") for p in parts)
+        assert not door.tap.requests                          # finished requests are dropped
+        assert not any(e.get("type") == "frame" for e in door.decisions)
+        door.stop()
+        th.join(10)
+        assert pulses(relay) >= 1                             # the door went on deciding (ann was let in)
+    finally:
+        cleanup(d)
+
+
+def test_the_preview_is_opt_in_and_for_admins(tmp_path):
+    d = short_socket_dir()
+    try:
+        app, web = make_web(web_config(tmp_path / "state", d / "events.sock"), d / "events.sock")
+        c, _ = logged_in(app, "admin")
+        assert c.get("/preview.mjpg").status_code == 404 and "show-preview" not in c.get("/").text
+        web.door.stop()
+        app, web = make_web(web_config(tmp_path / "state", d / "events.sock", **{"web.preview": True}),
+                            d / "events.sock")
+        c, _ = logged_in(app, "admin")
+        assert "show-preview" in c.get("/").text
+        v, _ = logged_in(app, "viewer")
+        assert v.get("/preview.mjpg").status_code == 403 and "show-preview" not in v.get("/").text
+        web.door.stop()
+    finally:
+        cleanup(d)

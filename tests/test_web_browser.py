@@ -46,21 +46,47 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _slant(patch, k: float = 0.3):
+    """The face seen at a slant: its left edge shortened by ``k`` of the height (a perspective warp)."""
+    h, w = patch.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[0, h * k], [w, 0], [w, h], [0, h * (1 - k)]])
+    return cv2.warpPerspective(patch, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def _narrower(patch, f: float = 0.6):
+    """The face squeezed horizontally to ``f`` of its width, on the patch's own edges."""
+    h, w = patch.shape[:2]
+    out = cv2.resize(patch, (w, h))
+    s = cv2.resize(patch, (int(w * f), h), interpolation=cv2.INTER_AREA)
+    x0 = (w - s.shape[1]) // 2
+    out[:, x0:x0 + s.shape[1]] = s
+    return out
+
+
 class Scene:
     """The door camera's view: an empty doorway, or the demo's frames of a person (a new pose every frame)."""
 
-    def __init__(self, detector, photo: Path):
+    def __init__(self, detector, photos):
         from edge.door import democlip
 
-        rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-        self.patch = democlip.face_patch(rgb, detector)
+        read = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)   # noqa: E731
+        self.patches = {p.stem: democlip.face_patch(read(p), detector) for p in photos}
+        # A person who moves in front of the door camera: obama in his three photos, also narrower and seen at a
+        # slant (a head turning); a re-rendered photo alone gives near-identical embeddings, which the capture
+        # refuses as adding nothing.
+        o = self.patches
+        self.moves = [o["obama"], _narrower(o["obama"]), _slant(o["obama2"]), o["obama3"], _narrower(o["obama3"]),
+                      o["obama2"], _slant(o["obama"]), _slant(o["obama3"])]
         self.rng = np.random.default_rng(0)
         self.bg = democlip.background(self.rng)
-        self.person = False
+        self.person = None            # a photo's stem, "obama moving", or None: the doorway is empty
         self.compose = democlip.compose
 
     def frame(self, i):
-        return self.compose(self.patch, self.rng, self.bg) if self.person else self.bg.copy()
+        if self.person == "obama moving":
+            return self.compose(self.moves[(i // 4) % len(self.moves)], self.rng, self.bg)
+        return self.compose(self.patches[self.person], self.rng, self.bg) if self.person else self.bg.copy()
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +115,13 @@ unlock_seconds = 0.5
 cooldown_seconds = 1.0
 [web]
 enabled = true
+preview = true
 host = "127.0.0.1"
 port = {port}
 """)
     cfg = config.load(str(cfg_file))
     analyzer = build_analyzer(cfg)
-    scene = Scene(analyzer.detector.load(), samples / "obama.jpg")
+    scene = Scene(analyzer.detector.load(), [samples / n for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")])
     relay = make_relay("mock", "17", True)
     d = daemon(cfg, analyzer=analyzer, source=FakeSource(fn=scene.frame, live=True, fps=8), relay=relay,
                install_signals=False)
@@ -184,13 +211,13 @@ def test_admin_enrolls_sees_a_grant_live_and_opens(browser, door_and_page, tmp_p
     assert "Barack" in d.index.people                 # the door reloaded its gallery through the socket
 
     page.click("text=Status")
-    env["scene"].person = True
+    env["scene"].person = "obama"
     try:
         row = page.locator("#decisions tr.live", has_text="grant").first
         row.wait_for(timeout=60_000)                  # pushed over SSE: the page was not reloaded
         assert "Barack" in row.inner_text()
     finally:
-        env["scene"].person = False
+        env["scene"].person = None
     _shot(page, "status-live-grant")
     time.sleep(2.5)                                   # the pulse and the cooldown are over; the doorway is empty
     before = pulses(relay)
@@ -227,4 +254,41 @@ def test_a_viewer_sees_status_and_log_but_no_photos_and_cannot_open(browser, doo
     assert r.status == 403
     page.goto(env["url"] + "/log")
     assert page.locator("img").count() == 0
+    ctx.close()
+
+
+def test_admin_enrolls_someone_at_the_door_camera_and_watches_the_preview(browser, door_and_page):
+    """Barack is removed (with the confirmation), then enrolled again at the door camera, guided, while the door runs;
+    the preview shows the door camera at low resolution."""
+    env, d = door_and_page, door_and_page["daemon"]
+    ctx, page = _login(browser, env["url"], "admin", env["admin"], phone=True)
+    page.goto(env["url"] + "/people")
+    page.once("dialog", lambda dlg: dlg.accept())
+    page.locator("tr[data-person=Barack] button.danger").click()
+    page.wait_for_selector(".flash.ok")
+    assert "Removed Barack" in page.inner_text(".flash.ok")
+    env["scene"].person = "obama moving"
+    try:
+        page.goto(env["url"] + "/?preview=1")
+        img = page.locator("#preview")
+        img.wait_for()
+        page.wait_for_function("document.getElementById('preview').naturalWidth > 0", timeout=20_000)
+        assert img.evaluate("e => e.naturalWidth") == 320            # the low-resolution view, through the socket
+        _shot(page, "status-preview-phone")
+        page.goto(env["url"] + "/people")
+        page.fill("#capture-name", "Barack")
+        page.click("#capture-submit")
+        page.locator("#capture-steps li").first.wait_for(timeout=20_000)   # the guidance arrives while it runs
+        first_step = page.inner_text("#capture-steps")
+        result = page.locator("#enroll-result")
+        result.wait_for(timeout=90_000)
+        assert "look straight at the camera" in first_step
+        assert "Stored 5 photo(s) of Barack" in result.inner_text(), result.inner_text()
+        _shot(page, "people-capture-phone")
+    finally:
+        env["scene"].person = None
+    end = time.monotonic() + 10
+    while "Barack" not in getattr(d.index, "people", []) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert "Barack" in d.index.people
     ctx.close()

@@ -23,6 +23,7 @@ from edge.door import accesslog as alog
 from edge.door.camera import FrameSource, LatestFrameGrabber, open_source, redact_uri
 from edge.door.decision import Decision, DecisionPolicy, Observation
 from edge.door.events import CommandQueue, EventBus, Sink, decision_record, state_record
+from edge.door.frametap import FrameTap
 from edge.door.notify import Systemd
 from edge.door.relay import Relay, make_relay, remember_relay
 from edge.door.seam import SeamServer, socket_path
@@ -66,6 +67,7 @@ class Daemon:
         self._cohort = None
         self._snapshot_error: Optional[str] = None
         self._face_seen: Optional[float] = None   # when an enrolled, live face last passed the rule
+        self.tap = FrameTap()                     # frames asked for through the socket (edge.door.frametap)
 
     def stop(self):
         """Ask the loop to end (from another thread); the relay is locked on the way out."""
@@ -169,6 +171,11 @@ class Daemon:
         (the same lockout faces meet) or while the strike is already open (a command never extends a pulse)."""
         for cmd in self.commands.drain():
             who = cmd.get("user") or "-"
+            if cmd.get("cmd") == "frames":
+                if not self.tap.add(cmd) and self.socket is not None:
+                    self.socket.send_to(cmd["peer"], {"v": 1, "type": "frame", "id": cmd.get("id"), "last": True,
+                                                      "error": "the door serves frames to enough peers already"})
+                continue
             if cmd.get("cmd") == "reload":     # as SIGHUP: handled by the loop before the next frame
                 log.info("reload asked by %s", who)
                 self._reload.set()
@@ -299,7 +306,18 @@ class Daemon:
             if frame is None:
                 continue
             t, index = self._clock(frame), frame.index
+            if self.tap and self.socket is not None:
+                self._tap(frame)
             self._frame(analyzer, policy, frame, t)
+
+    def _tap(self, frame) -> None:
+        """Frames for the socket's peers that asked (a preview, an enrollment); a failure drops the requests, never
+        the door."""
+        try:
+            self.tap.offer(frame.image, time.monotonic(), self.socket.send_to)
+        except Exception as exc:
+            log.error("frames for the socket's peers: %s: %s; requests dropped", exc.__class__.__name__, exc)
+            self.tap.requests.clear()
 
     def _clock(self, frame) -> float:
         """The decision's time for a frame: a camera's frames are stamped with the wall clock, which NTP may step

@@ -39,7 +39,11 @@ log = logging.getLogger("doorface")
 PEER_QUEUE = 256
 #: Longest command line accepted (bytes).
 MAX_LINE = 4096
-COMMANDS = ("open", "ping", "reject", "reload")
+COMMANDS = ("open", "ping", "reject", "reload", "frames")
+#: ``frames``: at most this many frames per request, this wide, this often (a live preview or an enrollment at the
+#: door camera; never more than :data:`FRAME_PEERS` peers at once).
+FRAME_LIMITS = {"count": (1, 3000), "width": (64, 1280), "fps": (0.2, 15.0)}
+FRAME_PEERS = 2
 
 
 def peer_credentials(conn: socket.socket) -> tuple:
@@ -215,13 +219,13 @@ class SeamServer(Sink):
                 line = f.readline(MAX_LINE + 1)
                 if not line:
                     return
-                peer.reply(self.handle(line, uid))
+                peer.reply(self.handle(line, uid, peer))
         except (OSError, ValueError):
             pass
         finally:
             self._drop(peer)
 
-    def handle(self, line: bytes, uid: int) -> dict:
+    def handle(self, line: bytes, uid: int, peer: Optional[_Peer] = None) -> dict:
         """One command line -> the reply (the command itself goes to the frame loop's queue)."""
         if len(line) > MAX_LINE:
             return {"type": "reply", "ok": False, "error": f"line longer than {MAX_LINE} bytes"}
@@ -240,8 +244,14 @@ class SeamServer(Sink):
         if name == "ping":
             return {"type": "reply", "id": rid, "ok": True}
         user = str(cmd.get("user") or f"uid {uid}")[:64]
-        extra = {"face": cmd.get("face") is True} if name == "open" else {} if name == "reload" else \
-            {"reason": str(cmd.get("reason") or "rejected")[:200], "count": cmd.get("count") is True}
+        if name == "frames":
+            try:
+                extra = {"peer": peer, **frame_request(cmd)}
+            except ValueError as exc:
+                return {"type": "reply", "id": rid, "ok": False, "error": str(exc)}
+        else:
+            extra = {"face": cmd.get("face") is True} if name == "open" else {} if name == "reload" else \
+                {"reason": str(cmd.get("reason") or "rejected")[:200], "count": cmd.get("count") is True}
         if not self.commands.put({"cmd": name, "id": rid, "user": user, "uid": uid, **extra}):
             return {"type": "reply", "id": rid, "ok": False, "error": "too many commands waiting"}
         return {"type": "reply", "id": rid, "ok": True}
@@ -266,6 +276,14 @@ class SeamServer(Sink):
         for p in peers:
             p.offer(record)
 
+    def send_to(self, peer: _Peer, record: dict) -> bool:
+        """One record to one peer (frames); False when that peer is gone."""
+        with self._lock:
+            if peer not in self.peers:
+                return False
+        peer.offer(record)
+        return True
+
     def close(self) -> None:
         self._stop.set()
         if self._sock is not None:
@@ -279,6 +297,17 @@ class SeamServer(Sink):
             peers = list(self.peers)
         for p in peers:
             self._drop(p)
+
+
+def frame_request(cmd: dict) -> dict:
+    """A ``frames`` command's numbers, checked against :data:`FRAME_LIMITS` (ValueError says which)."""
+    out = {}
+    for key, (lo, hi) in FRAME_LIMITS.items():
+        v = cmd.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise ValueError(f"frames: {key} must be a number in [{lo:g}, {hi:g}]")
+        out[key] = int(v) if key != "fps" else float(v)
+    return out
 
 
 def socket_path(cfg_value: str, state_dir) -> Path:

@@ -24,7 +24,7 @@ HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self'; frame
            "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
            "Cache-Control": "no-store", "Permissions-Policy": "camera=(), microphone=(), geolocation=()"}
 #: Fields of the door's records a page may be sent (never images or embeddings; records hold none, this keeps it so).
-RECORD_FIELDS = ("v", "type", "seq", "ts", "identity", "score", "decision", "reason", "state", "error")
+RECORD_FIELDS = ("v", "type", "seq", "ts", "identity", "score", "decision", "reason", "state", "error", "text")
 
 
 class Web:
@@ -90,6 +90,8 @@ async def stream(request, web: Web, token: str):
         snap = web.door.snapshot()
         yield "retry: 3000\n\n" + sse_line({"type": "door", "state": snap["door"], "relay": snap["relay"],
                                             "camera": snap["camera"], "error": snap["error"]})
+        for rec in snap["guidance"]:      # an enrollment at the door camera that began before this page joined
+            yield sse_line(rec)
         while not await request.is_disconnected():
             try:
                 rec = await asyncio.wait_for(queue.get(), 10)

@@ -38,6 +38,7 @@ class DoorLink:
         self._stop = threading.Event()
         self._client: Optional[SeamClient] = None
         self._waiters: dict = {}
+        self.guidance: Deque[dict] = deque(maxlen=20)   # the running enrollment's lines, for pages that join late
 
     # -- listeners (the SSE streams) -------------------------------------------------------------------
     def listen(self, fn: Callable[[dict], None]) -> Callable[[], None]:
@@ -56,7 +57,17 @@ class DoorLink:
         """The door's state now, for a page being drawn."""
         with self._lock:
             return {"door": "up" if self.up else "away", "error": self.error, **self.state,
-                    "recent": list(self.recent)}
+                    "recent": list(self.recent), "guidance": list(self.guidance)}
+
+    def announce(self, record: dict) -> None:
+        """Tell the live pages something of the page's own (an enrollment's guidance: ``{"type": "enroll", "text":
+        ...}``; ``"start": True`` begins a new one). The running enrollment's lines are kept for pages that connect
+        after they were said (:meth:`snapshot`)."""
+        with self._lock:
+            if record.get("start"):
+                self.guidance.clear()
+            self.guidance.append(record)
+        self._tell(record)
 
     def _tell(self, record: dict) -> None:
         with self._lock:

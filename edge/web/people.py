@@ -118,6 +118,32 @@ class PeopleService:
         out.lines = threshold_lines(person, thr, cohort, None, margin)
         return out
 
+    def capture(self, name: str, socket_path, user: str, say, count: int = 5) -> Enrolled:
+        """Enroll ``name`` at the door camera, guided, while the door keeps deciding: the CLI's capture
+        (:func:`edge.people.enroll.enroll_camera`: quality gates, distinct poses, the household check, all or
+        nothing) on frames the door sends through the socket. ``say(line)``: the guidance, as it goes."""
+        from edge.build import load_cohort
+        from edge.people.enroll import enroll_camera, threshold_lines
+        from edge.web.capture import SocketFrames
+
+        name = check_name(name)
+        with self._lock:
+            analyzer = self.analyzer()
+            thr, margin = self.operating_point()
+            cohort = load_cohort(self.cfg, self.state, analyzer.embedder)
+            src = SocketFrames(socket_path, count=150, width=640, fps=8.0, user=user)
+            out = Enrolled(name, [])
+            with gal.Gallery(self.path).open(create=True) as g:
+                try:
+                    out.stored = enroll_camera(name, src, analyzer, g, thr, count, min_margin=margin, cohort=cohort,
+                                               say=say, max_frames=150)
+                except EnrollmentError as exc:
+                    out.error = f"Nothing stored: {exc}"
+                    return out
+                person = next(p for p in g.people() if p.name == name)
+            out.lines = threshold_lines(person, thr, cohort, None, margin)
+        return out
+
     def rename(self, old: str, new: str) -> str:
         with gal.Gallery(self.path) as g:
             return g.rename(old, new)

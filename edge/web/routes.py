@@ -87,7 +87,19 @@ def _status_routes(app, web: Web) -> None:
         snap = web.door.snapshot()
         recent = snap["recent"] or list(logview.rows(web.s.door_state_dir, logview.Filter(), limit=10))
         return web.render(request, "status.html", title="Status", page="status", door=snap, recent=recent,
-                          liveness=liveness_state(web.cfg))
+                          liveness=liveness_state(web.cfg), preview=web.s.preview,
+                          show_preview=request.query_params.get("preview") == "1")
+
+    @app.get("/preview.mjpg")
+    def preview(request: Request):
+        admin(request)
+        if not web.s.preview:
+            raise HTTPException(404, "the live preview is off ([web] preview = false)")
+        from edge.web.capture import mjpeg
+
+        log.info("web: %s watches the live preview", _who(request))
+        return StreamingResponse(mjpeg(web.door.socket_path, user=_who(request)),
+                                 media_type="multipart/x-mixed-replace; boundary=frame")
 
     @app.get("/api/status")
     def api_status(request: Request):
@@ -140,6 +152,12 @@ def _people_routes(app, web: Web) -> None:
         photos = [(f.filename or "photo", await f.read()) for f in form.getlist("photos") if hasattr(f, "read")]
         return await _enroll(request, web, str(form.get("name") or ""), photos)
 
+    @app.post("/people/capture")
+    async def capture(request: Request):
+        admin(request)
+        form = await request.form()
+        return await _capture(request, web, str(form.get("name") or ""))
+
     @app.post("/people/rename")
     def rename(request: Request, old: str = Form(...), new: str = Form(...)):
         admin(request)
@@ -174,6 +192,27 @@ async def _enroll(request, web: Web, name: str, photos):
         return _back("/people")
     if result.stored:
         log.info("web: %s enrolled %d photo(s) of a person", _who(request), result.stored)
+        result.lines.append(_reload_door(web, request).strip())
+    return web.render(request, "people.html", title="People", page="people", people=web.people.people(),
+                      result=result)
+
+
+async def _capture(request, web: Web, name: str):
+    from starlette.concurrency import run_in_threadpool
+
+    first = [True]
+
+    def say(line: str) -> None:
+        web.door.announce({"type": "enroll", "text": line, "start": first[0]})
+        first[0] = False
+
+    try:
+        result = await run_in_threadpool(web.people.capture, name, web.door.socket_path, _who(request), say)
+    except DoorfaceError as exc:
+        web.flash(request, "bad", f"Not enrolled: {exc}")
+        return _back("/people")
+    if result.stored:
+        log.info("web: %s enrolled %d frame(s) of a person at the door camera", _who(request), result.stored)
         result.lines.append(_reload_door(web, request).strip())
     return web.render(request, "people.html", title="People", page="people", people=web.people.people(),
                       result=result)

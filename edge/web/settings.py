@@ -24,6 +24,7 @@ class WebSettings:
     login_attempts: int
     login_attempts_total: int
     max_upload_bytes: int
+    preview: bool            # the admin's live preview of the door camera (opt-in)
     state_dir: Path          # the page's own files (accounts, certificate)
     door_state_dir: Path     # the door's (gallery, access log, snapshots)
 
@@ -54,5 +55,5 @@ def from_config(cfg: dict) -> WebSettings:
         cert=Path(w["cert"]) if w["cert"] else state / "cert.pem",
         key=Path(w["key"]) if w["key"] else state / "key.pem",
         session_minutes=w["session_minutes"], login_attempts=w["login_attempts"],
-        login_attempts_total=w["login_attempts_total"], max_upload_bytes=int(w["max_upload_mb"]) << 20,
+        login_attempts_total=w["login_attempts_total"], max_upload_bytes=int(w["max_upload_mb"]) << 20, preview=w["preview"],
         state_dir=state, door_state_dir=door)

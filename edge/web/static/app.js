@@ -31,6 +31,30 @@
   };
   es.onerror = () => set(door, "page reconnecting…", false);
 })();
+// Enrollment at the door camera: the form is sent in the background so this page stays and shows the guidance the
+// door's frames produce (over the live stream); then the result page replaces it. Without JS the form still works.
+(function () {
+  const steps = document.getElementById("capture-steps");
+  const form = document.getElementById("capture-form");
+  if (!steps || !form) return;
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    document.getElementById("capture-submit").disabled = true;
+    const es = new EventSource("/events");
+    es.onmessage = (m) => {
+      const r = JSON.parse(m.data);
+      if (r.type !== "enroll") return;
+      if (r.start) steps.textContent = "";
+      const li = document.createElement("li");
+      li.textContent = r.text;
+      steps.appendChild(li);
+    };
+    fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" })
+      .then((r) => r.text())
+      .then((html) => { es.close(); document.open(); document.write(html); document.close(); })
+      .catch(() => { es.close(); form.submit(); });
+  });
+})();
 // Forms that need a second thought (open the door, remove a person) ask first.
 document.addEventListener("submit", (e) => {
   const q = e.target.getAttribute("data-confirm");
