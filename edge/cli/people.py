@@ -29,6 +29,10 @@ def add_parsers(sub, common) -> None:
     r.add_argument("old")
     r.add_argument("new")
     usub.add_parser("reembed", parents=[common])
+    r = usub.add_parser("access", parents=[common], help="when a person may open the door: weekly hours, valid until")
+    r.add_argument("name")
+    r.add_argument("--hours", help='"always", or windows such as "mon-fri 08:00-18:00; sat 09:00-12:00"')
+    r.add_argument("--until", help='the last day they may open (YYYY-MM-DD, the door\'s local time), or "never"')
 
 
 def cmd_enroll(args) -> int:
@@ -121,7 +125,8 @@ def _list(cfg, g) -> None:
         own = "not calibrated" if p.threshold is None else f"own {p.threshold:.3f}"
         used = thr if off or p.threshold is None else max(thr, p.threshold)
         print(f"{shown(p.name)}\t{p.templates} template(s)\tenrolled {created}\tthreshold {used:.3f} "
-              f"({own}{', not used: calibration off' if off and p.threshold is not None else ''})")
+              f"({own}{', not used: calibration off' if off and p.threshold is not None else ''})\t"
+              f"access {p.access.describe()}")
     if not people:
         print("nobody enrolled")
     print(_liveness_line(cfg))
@@ -152,7 +157,27 @@ def cmd_users(args) -> int:
         elif args.action == "rename":
             new = g.rename(args.old, args.new)
             print(f"renamed {shown(args.old)} -> {shown(new)}")
+        elif args.action == "access":
+            _access(g, args)
     return 0
+
+
+def _access(g, args) -> None:
+    """``users access``: both options parsed before anything changes; one given keeps the other as it was. The
+    running door uses it after ``systemctl reload doorface`` (SIGHUP)."""
+    from edge.people.schedule import Access, parse_hours, parse_until
+
+    if args.hours is None and args.until is None:
+        person = next((p for p in g.people() if p.name == g.stored_name(args.name)), None)
+        print(f"{shown(person.name)}: access {person.access.describe()}")
+        return
+    hours = parse_hours(args.hours) if args.hours is not None else None
+    until = parse_until(args.until) if args.until is not None else None
+    name = g.stored_name(args.name)
+    old = next(p for p in g.people() if p.name == name).access
+    new = Access(old.windows if hours is None else hours, old.valid_until if args.until is None else until)
+    g.set_access(name, new)
+    print(f"{shown(name)}: access {new.describe()} (reload the door to use it: systemctl reload doorface)")
 
 
 COMMANDS = {"enroll": cmd_enroll, "users": cmd_users}

@@ -2,6 +2,7 @@
 ``embed`` (embeddings for evaluation)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -20,12 +21,14 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--out", required=True, metavar="FILE.npz")
 
 
-def _face_line(res, m, thr: float, margin: float) -> dict:
-    """One face of ``identify``: the door's single-frame rule (:func:`edge.door.decision.passes`) and its parts."""
+def _face_line(res, m, thr: float, margin: float, outside=None) -> dict:
+    """One face of ``identify``: the door's single-frame rule (:func:`edge.door.decision.passes`) and its parts;
+    ``outside``: why the matched person may not open now (their schedule), or None."""
     from edge.door.decision import passes
 
-    ok = passes(m.identity, m.score, m.margin, thr, margin, res.live, m.threshold)
-    reason = "" if ok else ("spoof" if not res.live else "unknown face")
+    recognised = passes(m.identity, m.score, m.margin, thr, margin, res.live, m.threshold)
+    ok = recognised and outside is None
+    reason = "" if ok else f"schedule: {outside}" if recognised else ("spoof" if not res.live else "unknown face")
     return {"box": [round(v, 1) for v in res.face.box], "identity": m.identity if ok else None,
             "best": m.identity, "score": round(m.score, 4), "margin": round(m.margin, 4),
             "person_threshold": round(max(thr, m.threshold), 4),
@@ -53,6 +56,7 @@ def cmd_identify(args) -> int:
         analyzer.liveness.load()
         calibrate_liveness(cfg, state, analyzer.liveness)   # this door's threshold, as the daemon uses it
     bad = 0
+    now = dt.datetime.now()       # the door's local time, for people's schedules
     for path in args.images:
         try:
             rgb = read_rgb(path)
@@ -63,7 +67,8 @@ def cmd_identify(args) -> int:
         faces = []
         for f in analyzer.faces(rgb):
             res = analyzer.describe(rgb, f, gate=False)
-            faces.append(_face_line(res, index.match(res.embedding), thr, margin))
+            m = index.match(res.embedding)
+            faces.append(_face_line(res, m, thr, margin, index.outside_hours(m.identity, now)))
         out = {"image": path, "faces": faces, "threshold": round(thr, 4),
                "liveness_threshold": None if analyzer.liveness is None else round(analyzer.liveness.threshold, 4)}
         print(json.dumps(out))

@@ -38,6 +38,13 @@ LOOP_POLL = 0.25
 FACE_RECENT = 2.0
 
 
+def local_now():
+    """The door's local time, for schedules (the wall clock: a schedule is about the time of day, not durations)."""
+    import datetime as dt
+
+    return dt.datetime.now()
+
+
 class Daemon:
     """Build it with :func:`edge.build.daemon`; run with :meth:`run`, which returns the exit code. ``parts`` (see :class:`edge.build.DoorParts`) builds the
     analyzer, the gallery index and the decision policy from the config. ``relay``/``source``/``notifier`` may be
@@ -347,7 +354,7 @@ class Daemon:
         mt = self.index.match(res.embedding)
         lv = analyzer.liveness
         o = Observation(t, mt.identity, mt.score, mt.margin, res.live, mt.threshold, res.liveness,
-                        None if lv is None else lv.threshold)
+                        None if lv is None else lv.threshold, self.index.outside_hours(mt.identity, local_now()))
         if policy.passes(o):
             self._face_seen = t       # an enrolled, live face in view (a remote open may ask for one)
         d = policy.observe(o)

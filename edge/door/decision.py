@@ -18,6 +18,11 @@ attempt, not only per frame: given the liveness score and threshold of each face
 the attempt's faces so far does (:func:`live_evidence`): consecutive frames of a screen or a print that flicker
 across the threshold do not add up to 3 live frames (README, "Liveness").
 
+**Schedules.** A person may be allowed only in weekly windows or until a date (:mod:`edge.people.schedule`); the
+caller passes why not, at the frame's local time, as ``Observation.outside``. Such a face never counts towards a
+grant; ``n`` of them in an attempt deny it at once with reason ``schedule: ...`` under the person's name, and these
+denials do not count towards the lockout (an enrolled, live person outside their hours is not an attack).
+
 **Lockout.** ``lockout_attempts`` denied attempts within ``lockout_window`` seconds start a lockout of
 ``lockout_base`` seconds, doubling with each further one up to ``lockout_max`` (the back-off *level*). Two things
 keep it from locking the owner out for a stranger (threats in README, "Lockout"):
@@ -97,6 +102,8 @@ class Observation:
     person_threshold: float = float("-inf")   # the best person's own threshold (Match.threshold)
     liveness: Optional[float] = None          # the face's liveness score 0..1 (None: liveness off, or not given)
     live_threshold: Optional[float] = None    # ... and the threshold it is judged against
+    outside: Optional[str] = None             # why the best person may not open now (their schedule or expiry);
+                                              # None: they may (edge.people.schedule)
 
 
 def log_odds(p: float) -> float:
@@ -145,20 +152,26 @@ class DecisionPolicy:
     _seen_pass: bool = False           # ... and whether any of them passed
     _seen_spoof: int = 0               # ... and how many were judged attacks by the liveness check
     _seen_match: bool = False          # ... and whether any matched an enrolled person by recognition alone
+    _seen_outside: int = 0             # ... and how many passed for a person outside their hours
+    _outside: Optional[Observation] = None   # ... the last of those
     _last_identity: Optional[str] = None
     _pending: Optional[Decision] = None  # a deny of an attempt that ended unseen, reported with the next frame
     _live_sum: float = 0.0             # liveness log-odds summed over the attempt's faces ...
     _live_n: int = 0                   # ... and how many
 
     def passes(self, o: Observation) -> bool:
+        return o.outside is None and self.recognised(o)
+
+    def recognised(self, o: Observation) -> bool:
+        """The face passes for its person by recognition and liveness, whatever their schedule says."""
         return passes(o.identity, o.score, o.margin, self.cfg.threshold, self.cfg.min_margin, o.live,
                       o.person_threshold)
 
     def passes_wider(self, o: Observation) -> bool:
         """The rule during a lockout of unknown faces: ``stranger_margin`` above the threshold (global and own)."""
         x = self.cfg.stranger_margin
-        return passes(o.identity, o.score, o.margin, self.cfg.threshold + x, self.cfg.min_margin, o.live,
-                      o.person_threshold + x)
+        return o.outside is None and passes(o.identity, o.score, o.margin, self.cfg.threshold + x,
+                                            self.cfg.min_margin, o.live, o.person_threshold + x)
 
     def locked_out(self, t: float) -> bool:
         """Any lockout is running (remote opens are refused, whatever its kind)."""
@@ -211,12 +224,26 @@ class DecisionPolicy:
             self._open = False
             self._forget_seen()
             return None
+        if self._seen_outside and not self._seen_spoof:
+            return self._deny_outside(t)
         reason = "spoof" if self._seen_spoof >= self.cfg.n else "attempt ended without a grant"
         return self._deny(t, self._open_score, reason)
+
+    def _deny_outside(self, t: float) -> Decision:
+        """An enrolled, live person outside their hours (or after their access ended): denied with reason
+        ``schedule: ...`` under their name, and not counted towards the lockout (it is no attack, and counting it
+        would let a guest's expired access lock the household out)."""
+        o = self._outside
+        self._open = False
+        self._forget_seen()
+        self._denied = True
+        self._last_deny_t = t
+        return Decision("deny", o.identity, o.score, f"schedule: {o.outside}")
 
     def _forget_seen(self) -> None:
         self._open_score = float("-inf")
         self._seen, self._seen_pass, self._seen_spoof, self._seen_match = 0, False, 0, False
+        self._seen_outside, self._outside = 0, None
 
     def _deny(self, t: float, score: float, reason: str) -> Decision:
         c = self.cfg
@@ -312,6 +339,9 @@ class DecisionPolicy:
         self._seen += 1
         self._seen_pass = self._seen_pass or self.passes(o)
         self._seen_spoof += 0 if o.live else 1
+        if o.outside is not None and self.recognised(o):
+            self._seen_outside += 1
+            self._outside = o
         self._seen_match = self._seen_match or passes(o.identity, o.score, o.margin, c.threshold, c.min_margin, True,
                                                       o.person_threshold)
         while self._recent and o.t - self._recent[0].t > c.window:
@@ -322,6 +352,8 @@ class DecisionPolicy:
         granted = self._vote(o.t)
         if granted is not None:
             return granted
+        if self._seen_outside >= c.n and not self._seen_spoof and o.t - self._last_deny_t >= c.window:
+            return self._deny_outside(o.t)
         if self._seen_spoof >= c.n and o.t - self._last_deny_t >= c.window:
             # n faces judged attacks (a photo or a screen held up): denied at once, and counted for the lockout.
             return self._deny(o.t, self._open_score, "spoof")

@@ -23,13 +23,14 @@ import numpy as np
 from edge.errors import GalleryError
 from edge.people.matcher import TemplateIndex
 from edge.people.names import check_name, shown
+from edge.people.schedule import ALWAYS, Access, from_row
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS persons (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL,
-    threshold REAL, cohort_sha256 TEXT);
+    threshold REAL, cohort_sha256 TEXT, schedule TEXT, valid_until REAL);
 CREATE TABLE IF NOT EXISTS templates (
     id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
     crop BLOB NOT NULL, embedding BLOB NOT NULL, dim INTEGER NOT NULL, model_sha256 TEXT NOT NULL,
@@ -39,8 +40,10 @@ log = logging.getLogger("doorface")
 FILENAME = "gallery.sqlite"
 
 
-# Version 1 galleries (before per-person thresholds) are upgraded in place when opened for writing.
-MIGRATIONS = {1: ("ALTER TABLE persons ADD COLUMN threshold REAL", "ALTER TABLE persons ADD COLUMN cohort_sha256 TEXT")}
+# Older galleries are upgraded in place when opened for writing: version 1 had no per-person thresholds, version 2
+# no schedules (edge.people.schedule: NULL = always).
+MIGRATIONS = {1: ("ALTER TABLE persons ADD COLUMN threshold REAL", "ALTER TABLE persons ADD COLUMN cohort_sha256 TEXT"),
+              2: ("ALTER TABLE persons ADD COLUMN schedule TEXT", "ALTER TABLE persons ADD COLUMN valid_until REAL")}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Person:
     created: float
     threshold: Optional[float] = None       # the person's own threshold (edge.people.cohort), None when not calibrated
     cohort_sha256: Optional[str] = None     # the cohort it was calibrated against
+    access: Access = ALWAYS                 # when they may open the door (edge.people.schedule)
 
 
 class Gallery:
@@ -182,10 +186,18 @@ class Gallery:
     # -- people ----------------------------------------------------------------------------------------
     def people(self) -> List[Person]:
         rows = self.db.execute(
-            "SELECT p.name, COUNT(t.id), p.created, p.threshold, p.cohort_sha256 FROM persons p "
-            "LEFT JOIN templates t ON t.person_id = p.id "
+            "SELECT p.name, COUNT(t.id), p.created, p.threshold, p.cohort_sha256, p.schedule, p.valid_until "
+            "FROM persons p LEFT JOIN templates t ON t.person_id = p.id "
             "GROUP BY p.id ORDER BY p.name").fetchall()
-        return [Person(*r) for r in rows]
+        return [Person(*r[:5], from_row(r[5], r[6])) for r in rows]
+
+    def set_access(self, name: str, access: Access) -> str:
+        """When ``name`` may open the door (one transaction); returns the stored name."""
+        with _tx(self.db):
+            name = self.stored_name(name)
+            self.db.execute("UPDATE persons SET schedule=?, valid_until=? WHERE name=?",
+                            (access.to_json(), access.valid_until, name))
+        return name
 
     def has(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM persons WHERE name=?", (name,)).fetchone() is not None
@@ -333,7 +345,8 @@ class Gallery:
                     f"{', '.join(map(shown, stale[:3]))}{' and others' if len(stale) > 3 else ''} not calibrated "
                     f"against the active cohort ({cohort_sha256[:12]}): run `doorface users reembed`")
         thresholds = {p.name: p.threshold for p in people if p.threshold is not None}
-        return TemplateIndex(embs, [r[0] for r in rows], thresholds)
+        access = {p.name: p.access for p in people if not p.access.always}
+        return TemplateIndex(embs, [r[0] for r in rows], thresholds, access=access)
 
 
 @contextmanager

@@ -26,24 +26,31 @@ class TemplateIndex:
     """Templates as one (N, D) float32 matrix with a person index per row; person score = max over templates.
     ``thresholds``: each calibrated person's own threshold (reported in :attr:`Match.threshold`). ``strangers``
     (M x D, unit length, a cohort's embeddings) and ``stranger_k`` > 0: the margin is also taken over the mean of
-    the face's ``stranger_k`` closest strangers (:attr:`Match.crowd`)."""
+    the face's ``stranger_k`` closest strangers (:attr:`Match.crowd`). ``access``: each restricted person's
+    :class:`edge.people.schedule.Access` (:meth:`outside_hours`)."""
 
     def __init__(self, embeddings: np.ndarray, names: Sequence[str],
                  thresholds: Optional[Mapping[str, float]] = None, strangers: Optional[np.ndarray] = None,
-                 stranger_k: int = 0):
+                 stranger_k: int = 0, access: Optional[Mapping[str, object]] = None):
         self.embeddings = np.asarray(embeddings, np.float32).reshape(len(names), -1) if len(names) else \
             np.zeros((0, 0), np.float32)
         self.people = sorted(set(names))
         pid = {n: i for i, n in enumerate(self.people)}
         self.row_person = np.array([pid[n] for n in names], dtype=np.int64)
         self.thresholds = dict(thresholds or {})
+        self.access = dict(access or {})      # name -> edge.people.schedule.Access, for the restricted ones
         self.strangers = None if strangers is None or not stranger_k else np.asarray(strangers, np.float32)
         self.stranger_k = int(stranger_k) if self.strangers is not None else 0
 
     def with_strangers(self, strangers: np.ndarray, stranger_k: int) -> "TemplateIndex":
         """The same templates and thresholds, the margin also taken over ``stranger_k`` closest ``strangers``."""
         return TemplateIndex(self.embeddings, [self.people[i] for i in self.row_person], self.thresholds,
-                             strangers, stranger_k)
+                             strangers, stranger_k, self.access)
+
+    def outside_hours(self, name: Optional[str], when) -> Optional[str]:
+        """Why ``name`` may not open at ``when`` (a local ``datetime``: their schedule or expiry), or None."""
+        a = self.access.get(name) if name is not None else None
+        return None if a is None else a.allows(when)
 
     def __len__(self):
         return len(self.row_person)

@@ -72,7 +72,17 @@ class PeopleService:
             ids = _template_ids(g)
         return [{"name": p.name, "templates": p.templates, "created": p.created, "own": p.threshold,
                  "threshold": thr if off or p.threshold is None else max(thr, p.threshold),
-                 "template_ids": ids.get(p.name, []), "access": getattr(p, "access", None)} for p in people]
+                 "template_ids": ids.get(p.name, []), "access": p.access.describe(), "hours": p.access.hours(),
+                 "until": "" if p.access.valid_until is None else p.access.until()} for p in people]
+
+    def set_access(self, name: str, hours: str, until: str) -> str:
+        """A person's weekly hours and last day (:mod:`edge.people.schedule`'s written forms); the line to show."""
+        from edge.people.schedule import Access, parse_hours, parse_until
+
+        access = Access(parse_hours(hours), parse_until(until))     # both checked before anything changes
+        with gal.Gallery(self.path) as g:
+            name = g.set_access(name, access)
+        return f"{name} may open: {access.describe()}."
 
     def enroll(self, name: str, photos: Sequence[Tuple[str, bytes]], user: str) -> Enrolled:
         """Judge every photo (the CLI's checks, in words), refuse the ones that match or lie too close to someone

@@ -163,6 +163,11 @@ def _people_routes(app, web: Web) -> None:
         admin(request)
         return _change(request, web, lambda: f"Renamed {old} to {web.people.rename(old, new)}.")
 
+    @app.post("/people/access")
+    def access(request: Request, name: str = Form(...), hours: str = Form(""), until: str = Form("")):
+        admin(request)
+        return _change(request, web, lambda: web.people.set_access(name, hours[:300], until[:20]))
+
     @app.post("/people/remove")
     def remove(request: Request, name: str = Form(...)):
         admin(request)
