@@ -210,9 +210,10 @@ bench-mqtt: install
 	$(VPY) -m bench.mqtt --json benchmarks/mqtt.json --md BENCHMARKS.md
 
 # The web page: the door's fps with the page open and two clients streaming, against without (alternating, same run),
-# and the page's RSS (~8 min).
+# and the page's RSS (~8 min); then the route and login attacks over real HTTPS, counted (~10 s).
 bench-web: install
 	$(VPY) -m bench.web --json benchmarks/web.json --md BENCHMARKS.md
+	$(VPY) -m bench.websafety --md BENCHMARKS.md
 
 install-service:
 	sudo ./systemd/install.sh
