@@ -63,7 +63,7 @@ models: $(DETECTOR)
 install-edge:
 	@$(PY) -m edge.vision.board supported
 	test -x $(VPY) || $(PY) -m venv --system-site-packages $(VENV)
-	$(VPY) -m pip install --quiet -e '.[edge]'
+	$(VPY) -m pip install --quiet -e '.[edge,web]'
 	test -f $(DETECTOR) || $(VPY) -m edge.vision.assets models models
 
 $(DETECTOR): | $(STAMP)

@@ -110,10 +110,31 @@ echo "== doorface embed (for the x86 comparison)"
 $D embed "$S/obama.jpg" "$S/obama2.jpg" "$S/obama3.jpg" "$S/biden.jpg" --out /tmp/pi-embed.npz $C 2>/dev/null
 echo "== demo clip, mock relay"
 .venv/bin/python -m edge.cli.demo --fast --out /tmp/pi-demo 2>/dev/null | tee /tmp/pi-demo.txt
+echo "== doorface web (tls off here: the minimal root has no openssl): /login served, the page's RSS"
+{ cat /home/pi/pi-check.toml; printf '[web]\nenabled = true\nhost = "127.0.0.1"\nport = 18443\ntls = false\n'; } \
+    > /tmp/pi-web.toml
+$D web --config /tmp/pi-web.toml --state-dir /tmp/pi-state --socket /tmp/pi-no-door.sock 2>/tmp/pi-web.log &
+WEB=$!
+.venv/bin/python - "$WEB" <<'PY'
+import sys, time, urllib.request
+pid = sys.argv[1]
+for _ in range(240):
+    try:
+        r = urllib.request.urlopen("http://127.0.0.1:18443/login", timeout=5)
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    sys.exit("doorface web did not answer in 120 s")
+rss = [l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0].split()[1]
+print(f"web: GET /login {r.status}, {len(r.read())} bytes; RSS {int(rss) / 1024:.0f} MB (the process under qemu-user)")
+PY
+kill "$WEB"; wait "$WEB" || true
 echo "== versions"
 .venv/bin/python - <<'PY'
 import platform, importlib.metadata as md
-names = ["numpy", "ai-edge-litert", "tflite-runtime", "opencv-python-headless", "gpiozero", "paho-mqtt"]
+names = ["numpy", "ai-edge-litert", "tflite-runtime", "opencv-python-headless", "gpiozero", "paho-mqtt", "fastapi",
+         "uvicorn", "pydantic-core"]
 got = []
 for n in names:
     try:

@@ -70,6 +70,13 @@ def test_the_page_is_off_by_default_and_says_so(tmp_path):
     assert "web.enabled is false" in r.stderr
 
 
+def test_plain_http_is_refused_off_the_loopback(tmp_path):
+    conf = tmp_path / "web.toml"
+    conf.write_text('[web]\nenabled = true\ntls = false\nhost = "0.0.0.0"\n')
+    r = _doorface(tmp_path, "web", "--config", str(conf))
+    assert r.returncode == 1 and "in clear" in r.stderr and r.stderr.count("\n") == 1
+
+
 def test_cert_and_reset_password(tmp_path):
     if not shutil.which("openssl"):
         pytest.skip("openssl not installed")

@@ -34,11 +34,11 @@ def _socket(args, cfg):
 
 def _run(args, cfg) -> int:
     from edge.web.server import serve
-    from edge.web.settings import WebError, from_config
+    from edge.web.settings import WebError, from_config, refusal
 
     s = from_config(cfg)
-    if not s.enabled:
-        raise WebError("web.enabled is false: turn the page on in the config first ([web] enabled = true)")
+    if refusal(s):
+        raise WebError(refusal(s))
     return serve(cfg, s, _socket(args, cfg), say=lambda line: print(f"doorface web: {line}", file=sys.stderr,
                                                                     flush=True))
 

@@ -38,6 +38,19 @@ class WebSettings:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}/"
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def refusal(s: "WebSettings") -> str:
+    """Why the page must not start as configured ("" when it may): off, or plain HTTP on a network address."""
+    if not s.enabled:
+        return "web.enabled is false: turn the page on in the config first ([web] enabled = true)"
+    if not s.tls and s.host not in LOOPBACK:
+        return (f"web.tls = false on {s.host}: passwords and sessions would cross the network in clear; keep tls = "
+                "true, or listen on 127.0.0.1 behind your own TLS proxy")
+    return ""
+
+
 def web_state_dir(value: str, door_state_dir) -> Path:
     """The config's path, or systemd's ``STATE_DIRECTORY`` (``/var/lib/doorface-web``), or ``<state.dir>/web``."""
     if value:
