@@ -21,7 +21,9 @@ across the threshold do not add up to 3 live frames (README, "Liveness").
 **Schedules.** A person may be allowed only in weekly windows or until a date (:mod:`edge.people.schedule`); the
 caller passes why not, at the frame's local time, as ``Observation.outside``. Such a face never counts towards a
 grant; ``n`` of them in an attempt deny it at once with reason ``schedule: ...`` under the person's name, and these
-denials do not count towards the lockout (an enrolled, live person outside their hours is not an attack).
+denials do not count towards the lockout (an enrolled, live person outside their hours is not an attack). An attempt
+with fewer of them ends as any other deny and counts: a stranger whose odd frame matches an out-of-hours guest gains
+no attempts from it.
 
 **Lockout.** ``lockout_attempts`` denied attempts within ``lockout_window`` seconds start a lockout of
 ``lockout_base`` seconds, doubling with each further one up to ``lockout_max`` (the back-off *level*). Two things
@@ -224,8 +226,6 @@ class DecisionPolicy:
             self._open = False
             self._forget_seen()
             return None
-        if self._seen_outside and not self._seen_spoof:
-            return self._deny_outside(t)
         reason = "spoof" if self._seen_spoof >= self.cfg.n else "attempt ended without a grant"
         return self._deny(t, self._open_score, reason)
 
