@@ -6,6 +6,10 @@ from typing import Callable
 
 log = logging.getLogger("doorface")
 
+#: Connections and requests at once (live streams included); beyond it uvicorn answers 503: a flood of slow clients
+#: cannot take the Pi's memory.
+CONCURRENCY = 64
+
 
 def build(cfg: dict, settings, socket_path):
     """``(app, web)`` for this config, the door link started (no socket I/O before :meth:`DoorLink.start`)."""
@@ -37,6 +41,7 @@ def serve(cfg: dict, settings, socket_path, say: Callable[[str], None] = print) 
     say(f"serving {settings.url} (door socket {socket_path})")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=2,
+                            limit_concurrency=CONCURRENCY,
                             ssl_certfile=str(settings.cert) if settings.tls else None,
                             ssl_keyfile=str(settings.key) if settings.tls else None)
     try:
