@@ -221,3 +221,22 @@ def test_path_traversal_is_refused(page, tmp_path):
     from edge.web.logview import snapshot_file
 
     assert snapshot_file(state, "../secret.jpg") is None and snapshot_file(state, "denied-1.000.jpg") is None
+
+
+def test_forms_that_cannot_be_read_are_400_not_a_traceback(page):
+    app, _ = page
+    c, token = logged_in(app, "admin")
+    many = "&".join(f"f{i}=x" for i in range(5000)) + f"&csrf={token}&confirm=yes"
+    r = c.post("/open", content=many, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and "could not be read" in r.text
+    files = [("photos", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(1500)]
+    assert c.post("/people/enroll", data={"csrf": token, "name": "x"}, files=files).status_code == 400
+    r = c.post("/people/enroll", content=b"--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + token.encode(),
+               headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code in (400, 403)
+    for kind in ("application/json", "text/plain"):          # no form, no token: refused
+        assert c.post("/open", content=f"csrf={token}", headers={"content-type": kind}).status_code == 403
+    anon = client(app)
+    r = anon.post("/login", content="&".join(f"f{i}=x" for i in range(5000)),
+                  headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400

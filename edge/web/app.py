@@ -135,7 +135,9 @@ async def _session_refusal(request, web: Web) -> Optional[str]:
     if method not in ("GET", "HEAD"):
         if not _same_origin(request):
             return "403:cross-site request refused"
-        form = await request.form()
+        form = await _form(request)
+        if form is None:
+            return "400:the form could not be read (malformed, or too many fields or files)"
         sent = request.headers.get("x-csrf-token") or form.get("csrf") or ""
         if not isinstance(sent, str) or not hmac.compare_digest(sent, s.csrf):
             return "403:missing or wrong CSRF token: reload the page"
@@ -145,11 +147,22 @@ async def _session_refusal(request, web: Web) -> Optional[str]:
 async def _login_csrf(request) -> Optional[str]:
     if not _same_origin(request):
         return "403:cross-site request refused"
-    form = await request.form()
+    form = await _form(request)
+    if form is None:
+        return "400:the form could not be read (malformed, or too many fields or files)"
     sent, want = form.get("csrf") or "", request.cookies.get(PRELOGIN) or ""
     if not want or not isinstance(sent, str) or not hmac.compare_digest(sent, want):
         return "403:the login form expired: reload the page"
     return None
+
+
+async def _form(request):
+    """The request's form, or None when it cannot be parsed (malformed multipart, over Starlette's 1,000 fields or
+    files): a 400, never a traceback from the gate."""
+    try:
+        return await request.form()
+    except Exception:
+        return None
 
 
 def _same_origin(request) -> bool:
