@@ -103,6 +103,10 @@ def with_session(page: Page) -> dict:
                      files={"photos": ("a.png", b"\0" * (11 << 20), "image/png")}).status_code
     bomb = admin.post("/people/enroll", data={"csrf": token, "name": "x"}, headers=o,
                       files={"photos": ("bomb.png", _bomb(9000, 9000), "image/png")})
+    fields = admin.post("/open", content="&".join(f"f{i}=x" for i in range(5000)) + f"&csrf={token}",
+                        headers={**o, "content-type": "application/x-www-form-urlencoded"}).status_code
+    files = admin.post("/people/enroll", data={"csrf": token, "name": "x"}, headers=o,
+                       files=[("photos", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(1500)]).status_code
     trav = [admin.get(f"/log/snapshot/{n}").status_code for n in
             ("..%2faccess.sqlite", "%2e%2e%2fgallery.sqlite", "denied-1.000.jpg%2f..%2f..%2fgallery.sqlite")]
     viewer = _client(page, "viewer")
@@ -110,7 +114,7 @@ def with_session(page: Page) -> dict:
                                                   "/log/snapshot/denied-1.000.jpg", "/preview.mjpg")]
     vtoken = re.search(r'name="csrf" value="([^"]+)"', viewer.get("/log").text).group(1)
     vcodes.append(viewer.post("/open", data={"csrf": vtoken, "confirm": "yes"}, headers=o).status_code)
-    return {"csrf": csrf, "oversize": big, "bomb_refused": "too large" in bomb.text, "bomb_status": bomb.status_code,
+    return {"csrf": csrf, "oversize": big, "fields": fields, "files": files, "bomb_refused": "too large" in bomb.text, "bomb_status": bomb.status_code,
             "traversal": trav, "viewer": vcodes}
 
 
@@ -127,6 +131,7 @@ def md_section(res: dict) -> str:
         f"| POSTs without or with a wrong CSRF token, or from another origin | {len(s['csrf'])} | "
         f"{', '.join(map(str, s['csrf']))} |",
         f"| an 11 MB upload | 1 | {s['oversize']} |",
+        f"| a form of 5,000 fields; an upload of 1,500 files | 2 | {s['fields']}, {s['files']} |",
         f"| a 9000 x 9000 PNG bomb (100 KB) | 1 | {'refused before decoding' if s['bomb_refused'] else 'NOT refused'} |",
         f"| path traversal to the gallery and the access log | {len(s['traversal'])} | "
         f"{', '.join(map(str, s['traversal']))} |",
