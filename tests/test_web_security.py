@@ -240,3 +240,47 @@ def test_forms_that_cannot_be_read_are_400_not_a_traceback(page):
     r = anon.post("/login", content="&".join(f"f{i}=x" for i in range(5000)),
                   headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400
+
+
+def test_fixes_from_the_outside_attack(page):
+    """What an attacker from outside found (issue 29's closing note): each now refused."""
+    import threading
+
+    from edge.web.auth import LoginLimiter
+    from edge.web.uploads import PhotoError, decode, image_size
+
+    app, web = page
+    # A JPEG whose fill byte (0xFF 0xFF) hid its real size from the header check.
+    fake = b"\xff\xd8\xff\xff\xc0\x00\x11\x08" + struct.pack(">HH", 20000, 20000) + b"\x03" + bytes(9) + bytes(64)
+    assert image_size(fake) == ("jpeg", 20000, 20000)
+    with pytest.raises(PhotoError, match="too large"):
+        decode(fake)
+    # Guesses sent all at once: no more than the limit is ever checked.
+    lim = LoginLimiter(per_client=5, total=1000)
+    got = []
+    ts = [threading.Thread(target=lambda: got.append(lim.attempt("a"))) for _ in range(40)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    assert got.count(0) == 5
+    # A live stream ends with its session; peek never extends one.
+    c, token = logged_in(app, "viewer")
+    from edge.web.core import COOKIE
+
+    cookie = c.cookies.get(COOKIE)
+    assert web.sessions.peek(cookie) is not None
+    web.accounts.set_password("viewer", "another-one-for-tests")
+    assert web.sessions.peek(cookie) is None
+    # Dates the clock cannot hold: 400, not 500.
+    a, atoken = logged_in(app, "admin")
+    assert a.get("/log?until=9999-12-31").status_code == 400
+    assert a.get("/log.csv?until=9999-12-31").status_code == 400
+    r = a.post("/people/access", data={"csrf": atoken, "name": "x", "hours": "", "until": "9999-12-31"})
+    assert r.status_code == 200 and "the door can use" in r.text
+    # The Origin's scheme must be this page's.
+    assert a.post("/open", data={"csrf": atoken, "confirm": "yes"},
+                  headers={"origin": "http://testserver"}).status_code == 403
+    # Without a session a body is never read: refused at once, whatever it claims to be.
+    anon = client(app)
+    assert anon.post("/people/enroll", content=b"x" * 1000, headers={"content-type": "text/plain"}).status_code == 401
+    assert anon.post("/login", content=b"x" * (65 << 10),
+                     headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413

@@ -100,9 +100,9 @@ def parse_until(text: str) -> Optional[float]:
         return None
     try:
         day = dt.datetime.strptime(text, "%Y-%m-%d")
-    except ValueError:
-        raise ScheduleError(f"valid until: {text!r} is not a date YYYY-MM-DD (or never)") from None
-    return (day + dt.timedelta(days=1)).timestamp()
+        return (day + dt.timedelta(days=1)).timestamp()
+    except (ValueError, OverflowError):
+        raise ScheduleError(f"valid until: {text!r} is not a date YYYY-MM-DD (or never) the door can use") from None
 
 
 @dataclass(frozen=True)

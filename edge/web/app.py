@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Optional
 
-from edge.web.core import COOKIE, HEADERS, HERE, PRELOGIN, PUBLIC, Web
+from edge.web.core import COOKIE, HEADERS, HERE, PRELOGIN, PUBLIC, Web  # noqa: F401
 
 
 def create_app(web: Web):
@@ -42,12 +42,16 @@ class Gate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         request = Request(scope)
-        refusal = _size_refusal(request, self.web.s.max_upload_bytes)
+        limit = _body_limit(request, self.web)
+        refusal = _size_refusal(request, limit)
         body = b""
+        if refusal is None and request.method not in ("GET", "HEAD") and (request.method, request.url.path) not in PUBLIC \
+                and self.web.sessions.peek(request.cookies.get(COOKIE)) is None:
+            refusal = "401:log in first"          # refused before a byte of its body is read
         if refusal is None and request.method not in ("GET", "HEAD"):
-            body = await _read_body(receive, self.web.s.max_upload_bytes)
+            body = await _read_body(receive, limit)
             if body is None:
-                refusal = f"413:request larger than {self.web.s.max_upload_bytes >> 20} MB"
+                refusal = f"413:request larger than {limit >> 10} KB, or sent too slowly"
         if refusal is None:
             request = Request(scope, _replay(body, receive))
             refusal = await _session_refusal(request, self.web)
@@ -57,8 +61,32 @@ class Gate:
         return await self.app(scope, _replay(body, receive), send)
 
 
+#: Largest body of a request that is not a photo upload by a logged-in admin, and of the login form (bytes).
+SMALL_BODY = 64 << 10
+#: The whole body must arrive within this many seconds.
+BODY_SECONDS = 60.0
+
+
+def _body_limit(request, web: Web) -> int:
+    """How much body this request may send, decided before any of it is read: the upload limit only for a session's
+    enrollment; a small form otherwise (the login, other forms); nothing without a session (refused anyway)."""
+    if request.url.path == "/people/enroll" and web.sessions.peek(request.cookies.get(COOKIE)) is not None:
+        return web.s.max_upload_bytes
+    return SMALL_BODY
+
+
 async def _read_body(receive, limit: int):
-    """The whole request body, or None once it passes ``limit`` bytes (whatever Content-Length said)."""
+    """The whole request body, or None once it passes ``limit`` bytes (whatever Content-Length said) or takes over
+    :data:`BODY_SECONDS` to arrive."""
+    import asyncio
+
+    try:
+        return await asyncio.wait_for(_collect(receive, limit), BODY_SECONDS)
+    except asyncio.TimeoutError:
+        return None
+
+
+async def _collect(receive, limit: int):
     chunks, size = [], 0
     while True:
         msg = await receive()
@@ -116,7 +144,7 @@ def _size_refusal(request, limit: int) -> Optional[str]:
     if length is None:
         return "411:a request body needs a Content-Length"
     if not length.isdigit() or int(length) > limit:
-        return f"413:request larger than {limit >> 20} MB"
+        return f"413:request larger than {limit >> 10} KB"
     return None
 
 
@@ -166,11 +194,10 @@ async def _form(request):
 
 
 def _same_origin(request) -> bool:
-    """An Origin header, when the browser sends one, must be this page's own."""
+    """An Origin header, when the browser sends one, must be this page's own (scheme included)."""
     origin = request.headers.get("origin")
     if not origin or origin == "null":
         return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 

@@ -170,6 +170,19 @@ class Sessions:
             s.last = now
             return s
 
+    def peek(self, token: Optional[str]) -> Optional[Session]:
+        """The live session of ``token`` without restarting its idle timer (the gate before a body; an open live
+        stream, which must end with its session)."""
+        if not token:
+            return None
+        now = self.clock()
+        with self._lock:
+            s = self._by_hash.get(_digest(token))
+        if s is None or now - s.last > self.idle or now - s.created > SESSION_MAX or \
+                self.accounts.generation(s.role) != s.generation:
+            return None
+        return s
+
     def end(self, token: Optional[str]) -> None:
         if token:
             with self._lock:
@@ -200,6 +213,7 @@ class LoginLimiter:
     _clients: "OrderedDict[str, Deque[float]]" = field(default_factory=OrderedDict)
     _all: Deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _attempt_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def retry_after(self, client: str) -> int:
         """Seconds until ``client`` may try again; 0: now."""
@@ -215,6 +229,16 @@ class LoginLimiter:
                 waits.append(mine[-1] + min(60 * 2 ** extra, 3600) - now)
             return int(max(waits) + 0.999)
 
+    def attempt(self, client: str) -> int:
+        """One login attempt, atomically: 0 and the attempt counted as a failure until :meth:`succeeded` says
+        otherwise, or the seconds to wait (nothing counted). Guesses sent all at once cannot pass the limit while
+        the first ones are still being checked."""
+        with self._attempt_lock:
+            wait = self.retry_after(client)
+            if not wait:
+                self.failed(client)
+            return wait
+
     def failed(self, client: str) -> None:
         now = self.clock()
         with self._lock:
@@ -226,8 +250,12 @@ class LoginLimiter:
             self._all.append(now)
 
     def succeeded(self, client: str) -> None:
+        """The attempt counted by :meth:`attempt` was the right password: the client's count is cleared, and its
+        attempt taken out of the total."""
         with self._lock:
             self._clients.pop(client, None)
+            if self._all:
+                self._all.pop()
 
     def _trim(self, now: float) -> None:
         while self._all and now - self._all[0] > LOGIN_WINDOW:

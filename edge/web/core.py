@@ -3,6 +3,7 @@ templates), the cookies' names, the public routes, the security headers, and the
 from __future__ import annotations
 
 import asyncio
+import threading
 import datetime as dt
 import json
 import logging
@@ -40,6 +41,7 @@ class Web:
         self.sessions = Sessions(self.accounts, settings.session_minutes * 60, clock or time.time)
         self.limiter = LoginLimiter(settings.login_attempts, settings.login_attempts_total)
         self.flashes: dict = {}
+        self.exports = threading.Semaphore(1)     # one CSV export at a time
         self.env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                                autoescape=select_autoescape(["html"]))
         self.env.filters["when"] = lambda ts: dt.datetime.fromtimestamp(ts or 0).strftime("%Y-%m-%d %H:%M:%S")
@@ -96,10 +98,9 @@ async def stream(request, web: Web, token: str):
             try:
                 rec = await asyncio.wait_for(queue.get(), 10)
             except asyncio.TimeoutError:
-                if web.sessions.get(token) is None:
-                    return
-                yield ": keep-alive\n\n"
-                continue
-            yield sse_line(rec)
+                rec = None
+            if web.sessions.peek(token) is None:    # logged out, reset, expired: the stream ends with the session
+                return
+            yield ": keep-alive\n\n" if rec is None else sse_line(rec)
     finally:
         unsubscribe()

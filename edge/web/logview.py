@@ -46,9 +46,13 @@ class Filter:
             args.append(self.reason.lower())
         for text, op, days in ((self.since, ">=", 0), (self.until, "<", 1)):
             if text:
-                day = dt.datetime.strptime(text, "%Y-%m-%d") + dt.timedelta(days=days)
+                try:
+                    day = dt.datetime.strptime(text, "%Y-%m-%d") + dt.timedelta(days=days)
+                    stamp = day.timestamp()
+                except OverflowError:
+                    raise ValueError(f"date {text!r} is out of range") from None
                 parts.append(f"ts {op} ?")
-                args.append(day.timestamp())
+                args.append(stamp)
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
 
@@ -62,14 +66,20 @@ def _connect(state_dir: Path) -> Optional[sqlite3.Connection]:
 
 
 def rows(state_dir: Path, f: Filter, limit: int = 200) -> Iterator[dict]:
-    """The newest ``limit`` rows matching ``f``, newest first."""
+    """The newest ``limit`` rows matching ``f``, newest first, read from the database a batch at a time (a CSV of a
+    million rows never sits in memory)."""
+    where, args = f.where()
     db = _connect(state_dir)
     if db is None:
-        return iter(())
-    where, args = f.where()
+        return
     try:
         cur = db.execute(f"SELECT {', '.join(COLUMNS)} FROM events{where} ORDER BY id DESC LIMIT ?", (*args, limit))
-        return iter([dict(r) for r in cur.fetchall()])
+        while True:
+            batch = cur.fetchmany(1000)
+            if not batch:
+                return
+            for r in batch:
+                yield dict(r)
     finally:
         db.close()
 
@@ -90,14 +100,15 @@ def as_csv(items) -> Iterator[str]:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["id", "time", "ts", "identity", "score", "decision", "reason"])
-    yield buf.getvalue()
-    for r in items:
-        buf.seek(0)
-        buf.truncate()
+    for n, r in enumerate(items, 1):
         when = dt.datetime.fromtimestamp(r["ts"]).isoformat(timespec="seconds")
         w.writerow([r["id"], when, f"{r['ts']:.3f}", _cell(r["identity"] or ""), f"{r['score']:.4f}",
                     r["decision"], _cell(r["reason"] or "")])
-        yield buf.getvalue()
+        if n % 2000 == 0:              # a piece every 2,000 rows: few thread hops, little memory
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def _cell(text: str) -> str:

@@ -49,7 +49,7 @@ def _login_routes(app, web: Web) -> None:
     @app.post("/login")
     def login(request: Request, role: str = Form(...), password: str = Form(...)):
         client = client_of(request)
-        wait = web.limiter.retry_after(client)
+        wait = web.limiter.attempt(client)          # counted now, as a failure until the password proves right
         if wait:
             log.warning("web: login from %s refused for %d s (too many wrong passwords)", client, wait)
             r = web.render(request, "login.html", 429, title="Log in", csrf=request.cookies.get(PRELOGIN, ""),
@@ -57,7 +57,6 @@ def _login_routes(app, web: Web) -> None:
             r.headers["Retry-After"] = str(wait)
             return r
         if role not in ("admin", "viewer") or not web.accounts.check(role, password[:256]):
-            web.limiter.failed(client)
             log.warning("web: wrong password for %s from %s", role if role in ("admin", "viewer") else "?", client)
             return web.render(request, "login.html", 401, title="Log in", csrf=request.cookies.get(PRELOGIN, ""),
                               error="Wrong account or password.")
@@ -242,6 +241,14 @@ def _filter(request) -> logview.Filter:
     return f
 
 
+def _released(chunks, lock):
+    """``chunks``, then ``lock`` released (also when the client goes away mid-way)."""
+    try:
+        yield from chunks
+    finally:
+        lock.release()
+
+
 def _log_routes(app, web: Web) -> None:
     from starlette.responses import FileResponse, StreamingResponse
 
@@ -266,8 +273,10 @@ def _log_routes(app, web: Web) -> None:
             f = _filter(request)
         except ValueError as exc:
             raise HTTPException(400, str(exc))
+        if not web.exports.acquire(blocking=False):
+            raise HTTPException(429, "a CSV export is already running: try again when it is done")
         items = logview.rows(web.s.door_state_dir, f, limit=1_000_000)
-        return StreamingResponse(logview.as_csv(items), media_type="text/csv",
+        return StreamingResponse(_released(logview.as_csv(items), web.exports), media_type="text/csv",
                                  headers={"Content-Disposition": 'attachment; filename="doorface-access.csv"'})
 
     @app.get("/log/snapshot/{name}")

@@ -24,6 +24,12 @@ def build(cfg: dict, settings, socket_path):
 
 
 def serve(cfg: dict, settings, socket_path, say: Callable[[str], None] = print) -> int:
+    import os
+
+    from edge.web.uploads import MAX_PIXELS
+
+    # OpenCV's own ceiling on a decoded image, under the page's header check (read at the first decode).
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
     import uvicorn
 
     from edge.web.auth import Accounts

@@ -31,6 +31,9 @@ def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
     while i + 9 < len(data):
         if data[i] != 0xFF:
             return None
+        if data[i + 1] == 0xFF:        # fill bytes before a marker (the decoder skips them; so must this)
+            i += 1
+            continue
         marker = data[i + 1]
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             i += 2
