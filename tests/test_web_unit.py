@@ -91,3 +91,59 @@ def test_cert_and_reset_password(tmp_path):
 
     acc = Accounts(tmp_path / "state" / "web" / "accounts.json")
     assert acc.check("admin", pw) and not acc.check("viewer", pw) and len(pw) >= 20
+
+
+def test_slow_and_many_connections_cannot_hold_the_page(tmp_path):
+    """A request that never finishes its headers is closed after HEADER_SECONDS; one address gets at most
+    PER_ADDRESS connections; the page keeps answering others meanwhile (a real `doorface web`, plain HTTP on the
+    loopback)."""
+    import socket
+    import time
+
+    from edge.web.protocol import HEADER_SECONDS, PER_ADDRESS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "web.toml"
+    conf.write_text(f'[web]\nenabled = true\ntls = false\nhost = "127.0.0.1"\nport = {port}\n')
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "web", "--config", str(conf), "--state-dir",
+                             str(tmp_path / "state")], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        slow = []
+        for _ in range(PER_ADDRESS + 4):
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n")          # never finished
+            slow.append(c)
+        time.sleep(0.5)
+        closed_at_once = 0
+        for c in slow:
+            c.settimeout(0.2)
+            try:
+                closed_at_once += c.recv(100) == b""
+            except ConnectionResetError:
+                closed_at_once += 1
+            except socket.timeout:
+                pass
+        assert closed_at_once >= 4                                      # beyond PER_ADDRESS: closed at once
+        time.sleep(HEADER_SECONDS + 1.5)
+        for c in slow:
+            c.settimeout(2)
+            try:
+                assert c.recv(100) == b""                               # the slow ones were closed
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            c.close()
+        with socket.create_connection(("127.0.0.1", port)) as c:      # and the page still answers
+            c.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        proc.terminate()
+        proc.wait(20)

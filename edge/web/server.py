@@ -33,6 +33,7 @@ def serve(cfg: dict, settings, socket_path, say: Callable[[str], None] = print) 
     import uvicorn
 
     from edge.web.auth import Accounts
+    from edge.web.protocol import GuardedH11
     from edge.web.tls import fingerprint, make_certificate
 
     first = Accounts(settings.accounts_file).ensure_admin()
@@ -47,7 +48,7 @@ def serve(cfg: dict, settings, socket_path, say: Callable[[str], None] = print) 
     say(f"serving {settings.url} (door socket {socket_path})")
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=2,
-                            limit_concurrency=CONCURRENCY,
+                            limit_concurrency=CONCURRENCY, http=GuardedH11,
                             ssl_certfile=str(settings.cert) if settings.tls else None,
                             ssl_keyfile=str(settings.key) if settings.tls else None)
     try:
