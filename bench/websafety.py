@@ -20,10 +20,23 @@ from bench.web import Page, _client, _config, _free_port
 BEGIN, END = "<!-- bench-websafety -->", "<!-- /bench-websafety -->"
 
 
-def _routes() -> list:
-    """Every (method, path) the app serves (enumerated from the app), path parameters filled in."""
+def app_routes(app) -> list:
+    """Every (method, path) ``app`` serves, path parameters filled in; the static mount as one file (also used by
+    tests/test_web_security.py)."""
     from starlette.routing import Mount
 
+    out = []
+    for r in app.routes:
+        if isinstance(r, Mount):
+            out.append(("GET", r.path + "/app.css"))
+            continue
+        path = r.path.replace("{template_id}", "1").replace("{name}", "denied-1.000.jpg")
+        out += [(m, path) for m in sorted(r.methods - {"HEAD"})]
+    return out
+
+
+def _routes() -> list:
+    """Every (method, path) the app serves (enumerated from the app), path parameters filled in."""
     from edge import config
     from edge.web.app import create_app
     from edge.web.core import Web
@@ -35,19 +48,13 @@ def _routes() -> list:
     class NoDoor:
         socket_path = tmp / "none.sock"
 
-    app = create_app(Web(cfg, from_config(cfg), NoDoor(), None))
-    out = []
-    for r in app.routes:
-        if isinstance(r, Mount):
-            out.append(("GET", r.path + "/app.css"))
-            continue
-        path = r.path.replace("{template_id}", "1").replace("{name}", "denied-1.000.jpg")
-        out += [(m, path) for m in sorted(r.methods - {"HEAD"})]
+    out = app_routes(create_app(Web(cfg, from_config(cfg), NoDoor(), None)))
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _bomb(w: int, h: int) -> bytes:
+def png_bomb(w: int, h: int) -> bytes:
+    """A real PNG of w x h black pixels: tiny on the wire, w*h bytes once decoded (also used by the tests)."""
     raw = zlib.compress(b"".join(b"\x00" + bytes(w) for _ in range(h)), 9)
 
     def chunk(kind, data):
@@ -102,7 +109,7 @@ def with_session(page: Page) -> dict:
     big = admin.post("/people/enroll", data={"csrf": token, "name": "x"}, headers=o,
                      files={"photos": ("a.png", b"\0" * (11 << 20), "image/png")}).status_code
     bomb = admin.post("/people/enroll", data={"csrf": token, "name": "x"}, headers=o,
-                      files={"photos": ("bomb.png", _bomb(9000, 9000), "image/png")})
+                      files={"photos": ("bomb.png", png_bomb(9000, 9000), "image/png")})
     fields = admin.post("/open", content="&".join(f"f{i}=x" for i in range(5000)) + f"&csrf={token}",
                         headers={**o, "content-type": "application/x-www-form-urlencoded"}).status_code
     files = admin.post("/people/enroll", data={"csrf": token, "name": "x"}, headers=o,

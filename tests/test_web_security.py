@@ -4,10 +4,10 @@ oversize and decompression-bomb uploads, path traversal, and no face image ever 
 from __future__ import annotations
 
 import struct
-import zlib
 
 import pytest
 
+from bench.websafety import app_routes, png_bomb
 from webkit import (ADMIN_PW, cleanup, client, csrf_of, logged_in, login, make_web, short_socket_dir,
                     web_config)
 
@@ -22,25 +22,11 @@ def page(tmp_path):
     cleanup(d)
 
 
-def _routes(app):
-    """Every (method, path) the app serves, path parameters filled in; the static mount as one entry."""
-    from starlette.routing import Mount
-
-    out = []
-    for r in app.routes:
-        if isinstance(r, Mount):
-            out.append(("GET", r.path + "/app.css"))
-            continue
-        path = r.path.replace("{template_id}", "1").replace("{name}", "denied-1.000.jpg")
-        out += [(m, path) for m in sorted(r.methods - {"HEAD"})]
-    return out
-
-
 def test_every_route_without_a_session_is_refused(page):
     app, _ = page
     from edge.web.core import PUBLIC
 
-    routes = _routes(app)
+    routes = app_routes(app)
     assert len(routes) >= 15, routes        # the enumeration found the app's routes
     c = client(app)
     served = []
@@ -167,20 +153,10 @@ def test_passwords_are_pbkdf2_sha256_600k(page):
     assert not verify_password("x", hash_password("x", iterations=1000))     # a weakened hash is refused
 
 
-def _png_bomb(w: int, h: int) -> bytes:
-    """A real PNG of w x h black grey pixels: tiny on the wire, w*h bytes once decoded."""
-    raw = zlib.compress(b"".join(b"\x00" + bytes(w) for _ in range(h)), 9)
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + \
-        chunk(b"IDAT", raw) + chunk(b"IEND", b"")
-
-
 def test_upload_bombs_and_oversize_are_refused_before_decoding():
     from edge.web.uploads import PhotoError, decode, image_size
 
-    bomb = _png_bomb(9000, 9000)
+    bomb = png_bomb(9000, 9000)
     assert len(bomb) < 200_000 and image_size(bomb) == ("png", 9000, 9000)
     with pytest.raises(PhotoError, match="too large"):
         decode(bomb)
@@ -190,7 +166,7 @@ def test_upload_bombs_and_oversize_are_refused_before_decoding():
     with pytest.raises(PhotoError, match="not a JPEG or PNG"):
         decode(b"GIF89a" + bytes(100))
     with pytest.raises(PhotoError, match="damaged"):
-        decode(_png_bomb(64, 64)[:60])
+        decode(png_bomb(64, 64)[:60])
 
 
 def test_oversize_requests_get_413_and_bodies_without_length_411(page):

@@ -187,36 +187,32 @@ def _people_routes(app, web: Web) -> None:
 
 
 async def _enroll(request, web: Web, name: str, photos):
-    from starlette.concurrency import run_in_threadpool
-
-    try:
-        result = await run_in_threadpool(web.people.enroll, name, photos, _who(request))
-    except DoorfaceError as exc:
-        web.flash(request, "bad", f"Not enrolled: {exc}")
-        return _back("/people")
-    if result.stored:
-        log.info("web: %s enrolled %d photo(s) of a person", _who(request), result.stored)
-        result.lines.append(_reload_door(web, request).strip())
-    return web.render(request, "people.html", title="People", page="people", people=web.people.people(),
-                      result=result)
+    return await _enrolled(request, web, "photo(s)", web.people.enroll, name, photos, _who(request))
 
 
 async def _capture(request, web: Web, name: str):
-    from starlette.concurrency import run_in_threadpool
-
     first = [True]
 
     def say(line: str) -> None:
         web.door.announce({"type": "enroll", "text": line, "start": first[0]})
         first[0] = False
 
+    return await _enrolled(request, web, "frame(s) at the door camera", web.people.capture, name,
+                           web.door.socket_path, _who(request), say)
+
+
+async def _enrolled(request, web: Web, what: str, fn, *args):
+    """Run one enrollment (``fn(*args)``, off the event loop); on success ask the door to reload; the People page
+    with the outcome, or its one-line error flashed."""
+    from starlette.concurrency import run_in_threadpool
+
     try:
-        result = await run_in_threadpool(web.people.capture, name, web.door.socket_path, _who(request), say)
+        result = await run_in_threadpool(fn, *args)
     except DoorfaceError as exc:
         web.flash(request, "bad", f"Not enrolled: {exc}")
         return _back("/people")
     if result.stored:
-        log.info("web: %s enrolled %d frame(s) of a person at the door camera", _who(request), result.stored)
+        log.info("web: %s enrolled %d %s of a person", _who(request), result.stored, what)
         result.lines.append(_reload_door(web, request).strip())
     return web.render(request, "people.html", title="People", page="people", people=web.people.people(),
                       result=result)
