@@ -46,7 +46,7 @@ chromium:
 	    else echo "chromium not installed (apt-get install chromium, as root): the web page's browser tests will skip"; fi; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py edge/vision/_ert.c
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip 'setuptools<81' wheel
 	$(VPY) -m pip install --quiet 'numpy==1.26.4' -e '.[edge,web,train,convert,dev]'
@@ -92,7 +92,7 @@ EDGE_TESTS := --ignore=tests/test_bench.py --ignore=tests/test_convert.py --igno
 test-np2: $(STAMP2) $(DETECTOR)
 	$(VENV2)/bin/python -m pytest -q -p no:cacheprovider $(EDGE_TESTS)
 
-$(STAMP2): pyproject.toml
+$(STAMP2): pyproject.toml setup.py edge/vision/_ert.c
 	test -x $(VENV2)/bin/python || $(PY) -m venv $(VENV2)
 	$(VENV2)/bin/python -m pip install --quiet --upgrade pip 'setuptools<81' wheel
 	$(VENV2)/bin/python -m pip install --quiet 'numpy>=2' -e '.[edge,web]' 'pytest>=7' 'pyyaml>=6' 'jinja2>=3' 'httpx>=0.27'
@@ -175,6 +175,7 @@ compare-losses: install
 bench: install
 	$(VPY) -m bench --out benchmarks --md BENCHMARKS.md
 	$(VPY) -m bench.liveness --out benchmarks --md BENCHMARKS.md
+	$(VPY) -m bench.doorloop --json benchmarks/doorloop.json --md BENCHMARKS.md
 
 bench-model: install
 	$(VPY) -m bench.model --out benchmarks --md BENCHMARKS.md

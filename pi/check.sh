@@ -52,7 +52,7 @@ if [ ! -f "$ROOT/.pi-check-root" ]; then
     say "debootstrap arm64 $REL into $ROOT (once; cached)"
     rm -rf "$ROOT.tmp"
     mkdir -p "$(dirname "$ROOT")"
-    debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,make,git,ca-certificates \
+    debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,make,git,ca-certificates,gcc,libc6-dev \
         "$REL" "$ROOT.tmp" "$MIRROR" >"$ROOT.debootstrap.log" 2>&1 || {
         echo "pi-check: debootstrap failed, see $ROOT.debootstrap.log" >&2; exit 1; }
     touch "$ROOT.tmp/.pi-check-root"
@@ -74,6 +74,13 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # This machine's CA bundle, for pip and the sample download inside the root: on a network behind a TLS-inspecting
 # proxy, only the host trusts the proxy's CA. (A Pi uses its own; this changes nothing in what gets installed.)
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/pi-check-host-ca.crt"
+# A root cached before the README's apt line named gcc (the landmark loop's compiler) gets it now.
+if [ ! -x "$ROOT/usr/bin/gcc" ]; then
+    say "installing gcc into the cached root (the README's apt line)"
+    chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+        /bin/sh -c 'apt-get update -qq && apt-get install -y -qq gcc libc6-dev >/dev/null' \
+        || { echo "pi-check: apt-get install gcc failed in the root" >&2; exit 1; }
+fi
 
 # 5. The checkout a Pi owner would have: a clone of this repository's committed HEAD.
 rm -rf "$ROOT/home/pi/doorface"
@@ -102,6 +109,30 @@ rm -rf /tmp/pi-state /tmp/pi-demo
 S=$(.venv/bin/python -m edge.vision.assets samples)
 echo "== doorface check"
 $D check $C 2>/dev/null
+echo "== landmarks: the compiled loop (built by make install-edge) against the numpy loop, on this CPU"
+.venv/bin/python - "$S" <<'PY'
+import sys, numpy as np
+from edge.vision import ertnative
+from edge.vision.images import read_rgb
+from edge.vision.landmarks import ShapePredictor
+lib = ertnative.library()
+if lib is None:
+    sys.exit("the compiled landmark loop was not built (is gcc installed?)")
+with np.load("models/doorface-landmarks5.npz") as z:
+    arrays = {k: z[k] for k in z.files}
+fast, slow = ShapePredictor(arrays, {}, lib), ShapePredictor(arrays, {})
+rng, n, worst = np.random.default_rng(0), 0, 0.0
+for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
+    rgb = read_rgb(f"{sys.argv[1]}/{name}")
+    h, w = rgb.shape[:2]
+    for _ in range(25):
+        x, y, s = rng.uniform(-0.3 * w, w), rng.uniform(-0.3 * h, h), rng.uniform(20, max(h, w))
+        box = (x, y, x + s, y + s)
+        worst = max(worst, float(np.abs(fast.predict(rgb, box) - slow.predict(rgb, box)).max()))
+        n += 1
+print(f"landmarks: compiled vs numpy on {n} boxes, max difference {worst:g} px")
+sys.exit(0 if worst == 0 else 1)
+PY
 echo "== doorface enroll obama"
 $D enroll obama --images "$S/obama.jpg" "$S/obama2.jpg" $C 2>/dev/null
 echo "== doorface identify"

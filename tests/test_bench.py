@@ -204,3 +204,14 @@ def test_liveness_readings_combine_the_two_models():
     # log-odds: ln 9 and 0 average to ln 3, probability 0.75; mirrored copies are rows, averaged alike
     assert combine(p, "logodds") == pytest.approx(0.75)
     assert combine(np.array([[0.9, 0.5], [0.7, 0.3]]), "mean") == pytest.approx(0.6)
+
+
+def test_doorloop_ratios_are_against_the_same_runs_baseline():
+    from bench.doorloop import VARIANTS, md_section, summary
+
+    res = summary({VARIANTS[0]: [10.0, 12.0, 11.0], VARIANTS[2]: [11.0, 13.0, 12.1]})
+    assert res[VARIANTS[0]]["loop_speed"] == 1.0
+    assert res[VARIANTS[2]]["cpu_ms_per_frame"] == 12.1
+    assert res[VARIANTS[2]]["loop_speed"] == round(11.0 / 12.1, 3)
+    md = md_section(res, {"date": "d", "machine": "m", "frames": 20, "rounds": 3})
+    assert "**0.909x**" in md and md.startswith("<!-- bench.doorloop:begin -->")

@@ -26,7 +26,8 @@ def landmarks_model():
 
 @pytest.fixture(scope="module")
 def port(landmarks_model):
-    return ShapePredictor.load(landmarks_model)
+    """The numpy loop (the compiled one is checked against it to the bit in tests/test_landmarks_native.py)."""
+    return ShapePredictor.load(landmarks_model, native=False)
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,10 @@ def _model(c: _Context) -> str:
     src = e.meta.get("source")
     what = f"port of {src['file']} from {src['package']} {src['version']}, " if src else ""
     thr, margin, far = operating_point(e.meta, c.cfg["match"])
+    sp = getattr(e, "shape_predictor", None)
+    marks = "" if sp is None else f" (landmarks: {sp.backend})"
     return f"OK {Path(e.model_path).name} ({what}{e.meta.get('quantization', '?')}, {e.dim}-D, " \
-           f"{e.input_size}px {e.template}, sha256 {e.sha256[:12]}, runtime {e.backend}; threshold {thr:.3f}" \
+           f"{e.input_size}px {e.template}{marks}, sha256 {e.sha256[:12]}, runtime {e.backend}; threshold {thr:.3f}" \
            f"{f' (FAR {far})' if far else ''}, margin {margin:g})"
 
 

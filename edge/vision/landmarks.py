@@ -31,6 +31,8 @@ from typing import Optional
 import numpy as np
 
 from edge.errors import ModelError
+from edge.vision import ertnative
+from edge.vision.ertnative import NativeTrees
 from edge.vision.liveness import expected_box
 from edge.vision.sidecar import read_verified
 
@@ -106,7 +108,7 @@ class ShapePredictor:
     leaf each pattern ends in, and the 500 leaves added in dlib's order (so the float32 sums are dlib's).
     """
 
-    def __init__(self, arrays: dict, meta: Optional[dict] = None):
+    def __init__(self, arrays: dict, meta: Optional[dict] = None, native=None):
         a = {k: np.asarray(arrays[k]) for k in ARRAYS if k in arrays}
         check_arrays(a)
         self.meta = dict(meta or {})
@@ -138,10 +140,19 @@ class ShapePredictor:
         self._leaf_base = np.arange(self.trees, dtype=np.intp) * (self.splits + 1)
         self._lut = (np.arange(3 * 255 + 1) // 3).astype(np.int16)                 # (r + g + b) -> dlib's grey
         self._ones = np.ones(3, np.int32)
+        #: the compiled loop (:mod:`edge.vision.ertnative`) when a library is given, else None: the numpy loop
+        self._native = None if native is None else NativeTrees(native, init, self._ref_x, self._ref_y, anc,
+                                                                   a["deltas"], idx, th, a["leaves"])
+
+    @property
+    def backend(self) -> str:
+        """``"compiled"`` (the C loop, :mod:`edge.vision.ertnative`) or ``"numpy"``: the same landmarks either way."""
+        return "numpy" if self._native is None else "compiled"
 
     @classmethod
-    def load(cls, path, verify: bool = True) -> "ShapePredictor":
-        """The model at ``path`` (``.npz``) after its sidecar's checks (sha256, content digest, format)."""
+    def load(cls, path, verify: bool = True, native: bool = True) -> "ShapePredictor":
+        """The model at ``path`` (``.npz``) after its sidecar's checks (sha256, content digest, format); run by the
+        compiled loop when the install built it and ``native``, else by numpy."""
         meta = read_verified(path, FORMAT, FORMAT_VERSION, REQUIRED, verify, what="landmark model",
                              hint="convert it with `python -m convert.landmarks`")
         try:
@@ -149,7 +160,7 @@ class ShapePredictor:
                 arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ModelError(f"landmark model {path} unreadable: {exc}") from None
-        return cls(arrays, meta)
+        return cls(arrays, meta, ertnative.library() if native else None)
 
     def _similarity(self, cur: np.ndarray) -> tuple:
         """``(a, b)`` of the similarity ``[[a, -b], [b, a]]`` taking the mean shape to ``cur`` (Umeyama's least
@@ -195,6 +206,10 @@ class ShapePredictor:
             raise ValueError(f"box {box} is not finite")
         scale = np.array([[right - left], [bottom - top]])
         geom = (np.array([[left], [top]]), scale, np.array([[img.shape[1]], [img.shape[0]]], np.uintp))
+        if self._native is not None:
+            cur = self._native.shape(img, left, top, float(scale[0, 0]), float(scale[1, 0]))
+            out = cur.astype(np.float64) * scale.T + (left, top)
+            return np.floor(out + 0.5) if rounded else out
         cur = self._init.copy()
         buf = np.empty((self.trees + 1, 2 * self.parts), np.float32)
         for stage in range(self.stages):

@@ -21,7 +21,7 @@ from edge.vision import board
 
 #: The stages, in the order printed.
 STAGES = ("detector", "alignment", "embedding", "liveness", "frame")
-LABELS = {"detector": "detector (BlazeFace)", "alignment": "alignment (the default: dlib 5-point landmarks + chip)", "embedding": "embedding (one call; the shipped models: face + mirror)",
+LABELS = {"detector": "detector (BlazeFace)", "alignment": "alignment (the default: dlib 5-point landmarks, compiled or numpy, + chip)", "embedding": "embedding (one call; the shipped models: face + mirror)",
           "liveness": "liveness (MiniFASNet pair)", "frame": "whole frame, one face (detect, gate, align, embed, live)"}
 RUNTIME_DISTS = {"ai_edge_litert": ("ai-edge-litert",), "tflite_runtime": ("tflite-runtime",),
                  "tensorflow": ("tensorflow", "tensorflow-cpu")}
@@ -123,6 +123,9 @@ def run(make_analyzer: Callable[[int], object], frame: np.ndarray, thread_counts
         an = make_analyzer(n)
         results[n] = time_stages(an, frame, iterations)
         backend, embedder = an.embedder.backend, Path(an.embedder.model_path).name
+        sp = getattr(an.embedder, "shape_predictor", None)
+        if sp is not None:
+            embedder += f" (landmarks: {sp.backend})"
     meta = {"board": board.model_name(), "machine": platform.machine(), "cores": board.cpu_count(),
             "os": os_name(), "versions": versions(backend), "embedder": embedder, "frame": frame_note,
             "iterations": iterations}
