@@ -20,7 +20,7 @@ RUN     ?= runs/stage4
 MODEL   ?= models/doorface-int8.tflite
 
 .PHONY: install install-edge models samples demo test test-all train train-quick eval convert bench bench-model \
-        bench-fair bench-liveness bench-lockout convert-dlib convert-liveness convert-landmarks cohorts \
+        bench-fair bench-estimators bench-liveness bench-lockout convert-dlib convert-liveness convert-landmarks cohorts \
         compare-losses install-service uninstall-service clean mosquitto chromium bench-mqtt bench-web \
         test-np2 pi-check
 
@@ -199,6 +199,11 @@ convert-liveness: install
 
 bench-fair: install
 	$(VPY) -m bench.fair --out benchmarks --md BENCHMARKS.md
+
+# Other per-person threshold estimators, fitted like the shipped one on LFW folds 3-5, measured on UTKFace and LFW folds
+# 1-2 in one run (embeddings cached in .cache/estimators.npz; ~10 min the first time).
+bench-estimators: install
+	$(VPY) -m bench.estimators
 
 # The lockout against a stranger keeping the owner out, and against 50 printed photos (issue 25; ~5 min, nuaa-dev).
 bench-lockout: install

@@ -215,3 +215,29 @@ def test_doorloop_ratios_are_against_the_same_runs_baseline():
     assert res[VARIANTS[2]]["loop_speed"] == round(11.0 / 12.1, 3)
     md = md_section(res, {"date": "d", "machine": "m", "frames": 20, "rounds": 3})
     assert "**0.909x**" in md and md.startswith("<!-- bench.doorloop:begin -->")
+
+
+def test_estimators_are_fitted_to_the_pooled_target_and_shipped_one_is_the_codes():
+    from bench.estimators import fit, pair_rule, sorted_scores, template_rule
+    from edge.people.cohort import calibrate
+
+    rng = np.random.default_rng(0)
+    C = rng.normal(size=(80, 16))
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    T = rng.normal(size=(30, 16))
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    st = sorted_scores(T, C)
+    assert np.all(np.diff(st, axis=1) <= 0)
+    # the "normal" estimator is the door's own calibrate(), z for z
+    own = template_rule("normal", None)(st, 3.0)
+    assert np.allclose(own, [calibrate(t[None], C, 3.0) for t in T], atol=1e-6)
+    # symmax is at least each side's normal tail
+    sp = sorted_scores(T[:10], C)
+    g = pair_rule("symmax", None)(sp, st, 2.0)
+    assert g.shape == (10, 30) and np.all(g >= template_rule("normal", None)(st, 2.0)[None] - 1e-12)
+    # fit: the pooled stranger rate against the own thresholds lands on the target
+    S = rng.uniform(-1, 1, size=(200, 30))
+    stranger = np.ones_like(S, bool)
+    p = fit(pair_rule("normal", None), S, stranger, sorted_scores(rng.normal(size=(200, 16)), C), st, far=0.05)
+    rate = ((S >= pair_rule("normal", None)(np.zeros((200, 1)), st, p)) & stranger).mean()
+    assert abs(rate - 0.05) < 0.01
