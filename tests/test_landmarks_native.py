@@ -114,3 +114,16 @@ def test_importing_loads_nothing():
             "print('lib' in n._cache)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_a_model_too_large_for_the_compiled_loop_runs_in_numpy(arrays, lib):
+    assert ertnative.supports(800, 5) and not ertnative.supports(40000, 5) and not ertnative.supports(800, 33)
+    big = dict(arrays)
+    reps = 41                                   # 41 x 800 features > 32767: int16 indices would overflow
+    big["anchors"] = np.tile(arrays["anchors"], (1, reps))
+    big["deltas"] = np.tile(arrays["deltas"], (1, reps, 1))
+    sp = ShapePredictor(big, {}, lib)
+    assert sp.backend == "numpy"
+    with pytest.raises(ValueError):
+        ertnative.NativeTrees(lib, arrays["initial_shape"], np.zeros(5), np.zeros(5), big["anchors"], big["deltas"],
+                              arrays["split_idx"], np.zeros(arrays["split_thresh"].shape, np.int16), arrays["leaves"])

@@ -60,8 +60,18 @@ def library():
     return _cache["lib"]
 
 
+#: What ``ert_predict`` takes: feature indices fit int16 and the shape its 64-float buffer.
+MAX_FEATURES, MAX_PARTS = 32767, 32
+
+
+def supports(features: int, parts: int) -> bool:
+    """Whether a model of this size can run in the compiled loop (else the numpy one runs it)."""
+    return 0 < int(features) <= MAX_FEATURES and 0 < int(parts) <= MAX_PARTS
+
+
 class NativeTrees:
-    """One model's arrays laid out for ``ert_predict`` (contiguous, fixed dtypes), and the call."""
+    """One model's arrays laid out for ``ert_predict`` (contiguous, fixed dtypes), and the call. The arrays must have
+    passed :func:`edge.vision.landmarks.check_arrays` and :func:`supports`."""
 
     def __init__(self, lib, init, ref_x, ref_y, anchors, deltas, split_idx, split_thresh_floored, leaves):
         self.lib = lib
@@ -75,6 +85,8 @@ class NativeTrees:
         self.stages, self.features = self.anchors.shape
         self.trees, self.splits = self.idx.shape[1:3]
         self.parts = self.init.shape[0]
+        if not supports(self.features, self.parts):
+            raise ValueError(f"{self.features} features, {self.parts} parts: too large for the compiled loop")
         self._ptrs = [a.ctypes.data for a in (self.init, self.ref, self.anchors, self.deltas, self.idx, self.th,
                                               self.leaves)]
 

@@ -141,8 +141,9 @@ class ShapePredictor:
         self._lut = (np.arange(3 * 255 + 1) // 3).astype(np.int16)                 # (r + g + b) -> dlib's grey
         self._ones = np.ones(3, np.int32)
         #: the compiled loop (:mod:`edge.vision.ertnative`) when a library is given, else None: the numpy loop
-        self._native = None if native is None else NativeTrees(native, init, self._ref_x, self._ref_y, anc,
-                                                                   a["deltas"], idx, th, a["leaves"])
+        fits = ertnative.supports(a["anchors"].shape[1], self.parts)
+        self._native = None if native is None or not fits else NativeTrees(native, init, self._ref_x, self._ref_y,
+                                                                               anc, a["deltas"], idx, th, a["leaves"])
 
     @property
     def backend(self) -> str:
