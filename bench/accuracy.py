@@ -102,13 +102,9 @@ def pairs_report(sim, keys, persons, pairs):
     return rep
 
 
-def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None, crowd=None):
-    """Enroll half of the people with 2+ images from 1-3 images each; probe with their other images and with
-    every image of people never enrolled. A probe is accepted as the enrolled person with the highest score when
-    that score reaches ``threshold`` (and beats the second person by ``margin``). ``own(image indices)``, when
-    given, is an enrolled person's own threshold (edge.people.cohort) from their enrolment images; the stricter of the two
-    applies, as at the door. ``crowd`` (one value per image, :func:`edge.people.cohort.crowding`), when given: the margin
-    is taken over the stranger cohort too, as :class:`edge.people.matcher.TemplateIndex` does."""
+def enrolment(persons, seed: int = 0) -> tuple:
+    """The open set's random enrolment: half of the people with 2+ images enrolled from 1-3 of them. ``(gallery:
+    person -> image indices, probes: [(image index, person or None for a stranger)])``, the same for one seed."""
     rng = np.random.default_rng(seed)
     people = sorted(set(persons))
     multi = [p for p in people if (persons == p).sum() >= 2]
@@ -123,6 +119,17 @@ def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None, crowd=None):
             probes += [(i, p) for i in idx[k:]]
         else:
             probes += [(i, None) for i in idx]
+    return gallery, probes
+
+
+def open_set(sim, persons, threshold, margin=0.0, seed=0, own=None, crowd=None):
+    """Enroll half of the people with 2+ images from 1-3 images each; probe with their other images and with
+    every image of people never enrolled. A probe is accepted as the enrolled person with the highest score when
+    that score reaches ``threshold`` (and beats the second person by ``margin``). ``own(image indices)``, when
+    given, is an enrolled person's own threshold (edge.people.cohort) from their enrolment images; the stricter of the two
+    applies, as at the door. ``crowd`` (one value per image, :func:`edge.people.cohort.crowding`), when given: the margin
+    is taken over the stranger cohort too, as :class:`edge.people.matcher.TemplateIndex` does."""
+    gallery, probes = enrolment(persons, seed)
     names = sorted(gallery)
     person_thr = [own(gallery[n]) if own else -np.inf for n in names]
     at_probes = sim[np.array([i for i, _ in probes])]

@@ -89,22 +89,11 @@ def fit(g, S, stranger, sp, st, far: float = 1e-4) -> float:
 def open_set_pairs(sim, persons, own_fn, crowd, global_thr: float, margin: float, seeds: int = 3) -> tuple:
     """:func:`bench.accuracy.open_set` (same enrolments per seed) with a threshold that may depend on the face at the
     door too: ``own_fn(probe index, gallery indices) -> threshold``. ``(strangers let in, strangers, reject rate)``."""
+    from bench.accuracy import enrolment
+
     fa = stra = fr = gen = 0
     for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        people = sorted(set(persons))
-        multi = [p for p in people if (persons == p).sum() >= 2]
-        enrolled = set(rng.choice(multi, len(multi) // 2, replace=False))
-        gallery, probes = {}, []
-        for p in people:
-            idx = list(np.flatnonzero(persons == p))
-            if p in enrolled:
-                k = int(rng.integers(1, min(3, len(idx) - 1) + 1))
-                rng.shuffle(idx)
-                gallery[p] = idx[:k]
-                probes += [(i, p) for i in idx[k:]]
-            else:
-                probes += [(i, None) for i in idx]
+        gallery, probes = enrolment(persons, seed)
         names = sorted(gallery)
         pi = np.array([i for i, _ in probes])
         per = np.stack([sim[pi][:, gallery[n]].max(axis=1) for n in names], axis=1)
