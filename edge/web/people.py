@@ -102,7 +102,7 @@ class PeopleService:
         import numpy as np
 
         from edge.build import load_cohort
-        from edge.people.enroll import check_not_someone_else, closest_other, threshold_lines
+        from edge.people.enroll import check_not_someone_else, closest_other
 
         thr, margin = self.operating_point()
         sha = analyzer.embedder.sha256
@@ -117,23 +117,16 @@ class PeopleService:
             return out
         embs = np.stack([v.embedding for v in good])
         cohort = load_cohort(self.cfg, self.state, analyzer.embedder)
-        try:
-            out.stored = g.add_templates(
-                name, [v.crop for v in good], embs, sha, [f"web upload by {user}: {safe_name(v.filename)}" for v in good],
-                check=lambda: check_not_someone_else(name, embs, g, sha, thr, margin), cohort=cohort)
-        except EnrollmentError as exc:
-            out.error = f"Nothing stored: {exc}"
-            return out
-        person = next(p for p in g.people() if p.name == name)
-        out.lines = threshold_lines(person, thr, cohort, None, margin)
-        return out
+        return _stored(out, g, thr, margin, cohort, lambda: g.add_templates(
+            name, [v.crop for v in good], embs, sha, [f"web upload by {user}: {safe_name(v.filename)}" for v in good],
+            check=lambda: check_not_someone_else(name, embs, g, sha, thr, margin), cohort=cohort))
 
     def capture(self, name: str, socket_path, user: str, say, count: int = 5) -> Enrolled:
         """Enroll ``name`` at the door camera, guided, while the door keeps deciding: the CLI's capture
         (:func:`edge.people.enroll.enroll_camera`: quality gates, distinct poses, the household check, all or
         nothing) on frames the door sends through the socket. ``say(line)``: the guidance, as it goes."""
         from edge.build import load_cohort
-        from edge.people.enroll import enroll_camera, threshold_lines
+        from edge.people.enroll import enroll_camera
         from edge.web.capture import SocketFrames
 
         name = check_name(name)
@@ -144,15 +137,8 @@ class PeopleService:
             src = SocketFrames(socket_path, count=150, width=640, fps=8.0, user=user)
             out = Enrolled(name, [])
             with gal.Gallery(self.path).open(create=True) as g:
-                try:
-                    out.stored = enroll_camera(name, src, analyzer, g, thr, count, min_margin=margin, cohort=cohort,
-                                               say=say, max_frames=150)
-                except EnrollmentError as exc:
-                    out.error = f"Nothing stored: {exc}"
-                    return out
-                person = next(p for p in g.people() if p.name == name)
-            out.lines = threshold_lines(person, thr, cohort, None, margin)
-        return out
+                return _stored(out, g, thr, margin, cohort, lambda: enroll_camera(
+                    name, src, analyzer, g, thr, count, min_margin=margin, cohort=cohort, say=say, max_frames=150))
 
     def rename(self, old: str, new: str) -> str:
         with gal.Gallery(self.path) as g:
@@ -207,3 +193,18 @@ def _household(v: Verdict, name: str, closest: tuple, thr: float, margin: float)
     elif thr - score < margin:
         v.ok, v.message = False, (f"This face is too close to {shown(other, quote=True)} (similarity {score:.3f}): "
                                   "the door could take one for the other. Use other photos.")
+
+
+def _stored(out: Enrolled, g, thr: float, margin: float, cohort, store) -> Enrolled:
+    """Run ``store()`` (the gallery write: all or nothing) and fill ``out``: what was stored and the person's threshold
+    lines, or why nothing was (an :class:`EnrollmentError`'s words)."""
+    from edge.people.enroll import threshold_lines
+
+    try:
+        out.stored = store()
+    except EnrollmentError as exc:
+        out.error = f"Nothing stored: {exc}"
+        return out
+    person = next(p for p in g.people() if p.name == out.name)
+    out.lines = threshold_lines(person, thr, cohort, None, margin)
+    return out
