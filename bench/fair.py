@@ -391,16 +391,20 @@ def main(argv=None) -> int:
             persons, sim = lfw[0], A.door_similarity(emb_l, tmpl_l, ok_l)
             emb_l, tmpl_l = A.l2_normalise(emb_l), A.l2_normalise(tmpl_l)
 
-        def own_fn(cohort):
-            return lambda k, g, E: np.array([cohort.threshold(E[i:i + 1]) for i in range(len(E))])
+        def person_threshold(cohort, T, z=None):
+            """The cohort's threshold for templates ``T``; with ``z``, a what-if z instead of the code's."""
+            return cohort.threshold(T) if z is None else co.calibrate(T, cohort.embeddings, z)
+
+        def own_fn(cohort, z=None):
+            return lambda k, g, E: np.array([person_threshold(cohort, E[i:i + 1], z) for i in range(len(E))])
 
         def crowd_fn(cohort):
             return (lambda k, E, n=nk: co.crowding(E, cohort.embeddings, n)) if nk else None
 
-        def lfw_open(threshold, cohort=None):
+        def lfw_open(threshold, cohort=None, z=None):
             if sim is None:
                 return None
-            own = (lambda idx: cohort.threshold(tmpl_l[idx])) if cohort is not None else None
+            own = (lambda idx: person_threshold(cohort, tmpl_l[idx], z)) if cohort is not None else None
             crowd = co.crowding(emb_l, cohort.embeddings, nk) if cohort is not None and nk else None
             return A.open_set_runs(sim, persons, threshold, margin, own=own, crowd=crowd)
 
@@ -423,22 +427,12 @@ def main(argv=None) -> int:
                     "engine": label, "metric": "cosine", "threshold": same, "margin": margin,
                     "rule": f"global cosine >= {same:.4f}, margin {margin:g}: the global threshold that rejects as "
                             "many enrolled LFW photos as the shipped-cohort rule", "lfw": lfw_open(same)}
-        for z in (float(v) for v in args.tail_z.split(",") if v.strip()):
-            if shipped is None:
-                break
-            zc = co.Cohort(shipped.embeddings, shipped.meta)
-            own_z = (lambda k, g, E, c=zc, z=z: np.array([co.calibrate(E[i:i + 1], c.embeddings, z)
-                                                           for i in range(len(E))]))
-            o = None
-            if sim is not None:
-                o = A.open_set_runs(sim, persons, thr, margin,
-                                    own=lambda idx, c=zc, z=z: co.calibrate(tmpl_l[idx], c.embeddings, z),
-                                    crowd=co.crowding(emb_l, zc.embeddings, nk) if nk else None)
+        for z in (float(v) for v in args.tail_z.split(",") if v.strip()) if shipped is not None else ():
             rules[f"{label} + shipped cohort, z={z:g}"] = {
-                "engine": label, "metric": "cosine", "threshold": thr, "margin": margin, "own": own_z,
+                "engine": label, "metric": "cosine", "threshold": thr, "margin": margin, "own": own_fn(shipped, z),
                 "crowd": crowd_fn(shipped),
                 "rule": f"as the shipped-cohort row, with z {z:g} instead of {co.TAIL_Z} (`--tail-z`: a what-if, "
-                        "not the door's rule; z is fitted on LFW only)", "lfw": o}
+                        "not the door's rule; z is fitted on LFW only)", "lfw": lfw_open(thr, shipped, z)}
         before = lfw_pot_cohort(args, path) if lfw is not None else None
         if before is not None:
             rules[f"{label} + LFW cohort, k=20 tail (before)"] = {
