@@ -337,7 +337,10 @@ def test_nothing_lost_across_a_broker_restart_and_a_stall(broker, short_dir):
     res = check_delivery(w, state)
     print("delivery:", res, "bridge stats:", b.bridge.stats, "door lag max %.1f ms" % (1000 * max(load.lags)))
     assert res["logged"] == total >= 300 and not res["missing"] and res["in_order"]
-    assert max(load.lags) < 0.05                          # the door never waited on the bridge or the broker
+    # The door never waited on the bridge or the broker: waiting would show as a lag of seconds (the broker is down
+    # 3 s and stalled 8 s). The bound leaves room for a loaded CI machine's scheduling (a 0.16 s lag was seen with
+    # another job running); `make bench-mqtt` measures the door's speed itself.
+    assert max(load.lags) < 1.0
     assert len(b.bridge.live) <= 1000 and b.bridge.stats["connections"] >= 2
 
 
